@@ -1,0 +1,404 @@
+/* intake.c - the one door into the gateway: spool, then Redis, then 250
+ *
+ * Order of a commit (reliability.md A6): the message bytes and envelope go
+ * to a temporary spool file, which is fsync'd, renamed and its directory
+ * fsync'd (spool_commit); then the message and its recipients are recorded
+ * in Redis in one atomic, idempotent script (queue_insert). Only then may
+ * the front end answer 250. If Redis fails, the spool file is removed so
+ * nothing is left behind: the MTA keeps the message and retries.
+ */
+#include "gateway/intake.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gateway/util/buf.h"
+#include "gateway/util/clock.h"
+#include "gateway/util/log.h"
+#include "gateway/util/text.h"
+#include "gateway/util/xalloc.h"
+
+/* The header section is scanned for Message-ID within this many bytes
+ * (Postfix header_size_limit). */
+#define INTAKE_HEADER_MAX ((size_t) 102400)
+/* RFC 5322 §2.1.1: a line is at most 998 characters. */
+#define INTAKE_MSGID_MAX ((size_t) 998)
+
+struct intake {
+    const struct config *cfg;
+    struct spool *sp;
+    struct queue_pool *qp;
+    pthread_mutex_t lock;           /* guards notify */
+    void (*notify)(void *arg);      /* called after each commit: new mail */
+    void *notify_arg;
+};
+
+struct intake_txn {
+    struct intake *in;
+    struct envelope env;            /* owned copy */
+    struct spool_writer *w;
+    char qid[QID_SIZE];
+    uint64_t size;
+    int eightbit;
+    int in_headers;                 /* still inside the header section */
+    struct buf hdr;                 /* header section, bounded by INTAKE_HEADER_MAX */
+};
+
+struct intake *intake_new(const struct config *cfg, struct spool *sp, struct queue_pool *qp)
+{
+    struct intake *in = xcalloc(1, sizeof(*in));
+
+    in->cfg = cfg;
+    in->sp = sp;
+    in->qp = qp;
+    pthread_mutex_init(&in->lock, NULL);
+    return in;
+}
+
+void intake_free(struct intake *in)
+{
+    if (in == NULL)
+        return;
+    pthread_mutex_destroy(&in->lock);
+    free(in);
+}
+
+void intake_set_notify(struct intake *in, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&in->lock);
+    in->notify = fn;
+    in->notify_arg = arg;
+    pthread_mutex_unlock(&in->lock);
+}
+
+int intake_check_mail(struct intake *in, const struct envelope *env, uint64_t size,
+                      struct sy_err *err)
+{
+    uint64_t need = in->cfg->spool.min_free;
+
+    (void) env;
+    /* Postfix checks for 1.5 × the message size on top of queue_minfree;
+     * we ask for the declared size on top of our reserve. */
+    if (size > 0 && need <= UINT64_MAX - size)
+        need += size;
+    return spool_check_space(in->sp, need, err);
+}
+
+int intake_check_rcpt(struct intake *in, const struct envelope *env,
+                      const struct env_rcpt *rcpt, struct sy_err *err)
+{
+    /* Suppression lists and hold-at-RCPT policy hook in here. */
+    (void) in;
+    (void) env;
+    (void) rcpt;
+    (void) err;
+    return SY_OK;
+}
+
+struct intake_txn *intake_begin(struct intake *in, const struct envelope *env,
+                                struct sy_err *err)
+{
+    struct intake_txn *t = xcalloc(1, sizeof(*t));
+
+    t->in = in;
+    env_init(&t->env);
+    env_copy(&t->env, env);
+    if (t->env.arrival_us == 0)
+        t->env.arrival_us = clock_real_us();
+    qid_new(t->qid);
+    t->w = spool_begin(in->sp, t->qid, err);
+    if (t->w == NULL) {
+        env_free(&t->env);
+        free(t);
+        return NULL;
+    }
+    t->in_headers = 1;
+    buf_init(&t->hdr, INTAKE_HEADER_MAX);
+    return t;
+}
+
+const char *intake_txn_qid(const struct intake_txn *t)
+{
+    return t->qid;
+}
+
+/* intake_scan_headers - keep the header section (bounded) for Message-ID */
+static void intake_scan_headers(struct intake_txn *t, const char *p, size_t n)
+{
+    size_t from = t->hdr.len > 3 ? t->hdr.len - 3 : 0;
+    const char *h, *blank;
+
+    if (!t->in_headers)
+        return;
+    if (buf_append(&t->hdr, p, n) != SY_OK) {
+        t->in_headers = 0;          /* past the limit: stop looking */
+        return;
+    }
+    h = buf_str(&t->hdr);
+    /* The header section ends at the first empty line (or the message
+     * starts with one: no headers at all). */
+    if (t->hdr.len >= 2 && h[0] == '\r' && h[1] == '\n') {
+        buf_reset(&t->hdr);
+        t->in_headers = 0;
+        return;
+    }
+    blank = NULL;
+    for (size_t i = from; i + 4 <= t->hdr.len; i++)
+        if (memcmp(h + i, "\r\n\r\n", 4) == 0) {
+            blank = h + i;
+            break;
+        }
+    if (blank != NULL) {
+        t->hdr.len = (size_t) (blank - h) + 2;
+        t->hdr.data[t->hdr.len] = '\0';
+        t->in_headers = 0;
+    }
+}
+
+int intake_write(struct intake_txn *t, const void *p, size_t n, struct sy_err *err)
+{
+    const unsigned char *c = p;
+
+    if (!t->eightbit)
+        for (size_t i = 0; i < n; i++)
+            if (c[i] >= 0x80) {
+                t->eightbit = 1;
+                break;
+            }
+    intake_scan_headers(t, p, n);
+    t->size += n;
+    return spool_write(t->w, p, n, err);
+}
+
+/* intake_find_msgid - the Message-ID header's value, unfolded, or NULL */
+static char *intake_find_msgid(const struct buf *hdr)
+{
+    const char *s = buf_str(hdr), *end = s + buf_len(hdr);
+
+    for (const char *line = s; line < end;) {
+        const char *eol = memchr(line, '\n', (size_t) (end - line));
+
+        if (eol == NULL)
+            eol = end;
+        if (text_ieq(line, (size_t) (eol - line) < 11 ? (size_t) (eol - line) : 11, "message-id:")) {
+            struct buf v;
+            const char *q = line + 11;
+            char *out;
+
+            buf_init(&v, INTAKE_MSGID_MAX);
+            /* Unfold: continuation lines start with SP or HTAB. */
+            for (;;) {
+                for (; q < eol; q++)
+                    if (*q != '\r' && buf_append_byte(&v, (unsigned char) *q) != SY_OK)
+                        break;
+                if (eol + 1 < end && (eol[1] == ' ' || eol[1] == '\t')) {
+                    q = eol + 1;
+                    eol = memchr(q, '\n', (size_t) (end - q));
+                    if (eol == NULL)
+                        eol = end;
+                    continue;
+                }
+                break;
+            }
+            out = buf_take(&v, NULL);
+            /* Trim, and keep it only when it is one clean printable token. */
+            {
+                char *a = out, *b;
+
+                while (*a == ' ' || *a == '\t')
+                    a++;
+                b = a + strlen(a);
+                while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+                    *--b = '\0';
+                if (*a == '\0' || !text_is_clean(a, strlen(a))) {
+                    free(out);
+                    return NULL;
+                }
+                memmove(out, a, strlen(a) + 1);
+            }
+            return out;
+        }
+        line = eol + 1;
+    }
+    return NULL;
+}
+
+int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err)
+{
+    struct intake *in = t->in;
+    struct queue *q;
+    int64_t next_ms;
+    int rc;
+
+    if (t->eightbit)
+        t->env.flags |= ENV_F_8BIT;
+    free(t->env.message_id);
+    t->env.message_id = intake_find_msgid(&t->hdr);
+
+    rc = spool_commit(t->w, &t->env, err);
+    t->w = NULL;
+    if (rc != SY_OK) {
+        log_error(t->qid, "spool commit failed: %s", err != NULL ? err->text : sy_status_str(rc));
+        goto out;
+    }
+
+    /* FUTURERELEASE: no attempt before the release time. */
+    next_ms = clock_real_ms();
+    if (t->env.hold_until > 0 && t->env.hold_until * 1000 > next_ms)
+        next_ms = t->env.hold_until * 1000;
+
+    q = queue_get(in->qp, err);
+    if (q == NULL) {
+        rc = SY_ETEMP;
+    } else {
+        rc = queue_insert(q, t->qid, &t->env, NULL, next_ms, err);
+        queue_put(in->qp, q);
+    }
+    if (rc != SY_OK) {
+        struct sy_err rmerr;
+
+        log_error(t->qid, "queue insert failed: %s", err != NULL ? err->text : sy_status_str(rc));
+        /* Nothing half-done: the MTA keeps its copy and retries. Should the
+         * insert have reached Redis after all (a timeout), the reconciler
+         * marks that record missing. */
+        if (spool_remove(in->sp, t->qid, &rmerr) != SY_OK)
+            log_error(t->qid, "cannot remove spool file after failed insert: %s", rmerr.text);
+        goto out;
+    }
+
+    {
+        char from[LOG_SAFE_MAX], client[LOG_SAFE_MAX], mid[LOG_SAFE_MAX];
+
+        log_info(t->qid, "from=<%s>, size=%llu, nrcpt=%zu, listener=%s, client=%s, message-id=%s",
+                 log_safe(from, sizeof(from), t->env.sender),
+                 (unsigned long long) t->size, t->env.nrcpt,
+                 t->env.listener != NULL ? t->env.listener : "-",
+                 log_safe(client, sizeof(client), t->env.client_addr),
+                 log_safe(mid, sizeof(mid), t->env.message_id));
+    }
+    memcpy(qid, t->qid, QID_SIZE);
+    pthread_mutex_lock(&in->lock);
+    if (in->notify != NULL)
+        in->notify(in->notify_arg);
+    pthread_mutex_unlock(&in->lock);
+
+out:
+    buf_free(&t->hdr);
+    env_free(&t->env);
+    free(t);
+    return rc;
+}
+
+void intake_abort(struct intake_txn *t)
+{
+    if (t == NULL)
+        return;
+    spool_abort(t->w);
+    buf_free(&t->hdr);
+    env_free(&t->env);
+    free(t);
+}
+
+/* intake_reindex - one spool file: put it back into Redis when missing */
+struct intake_rec {
+    struct intake *in;
+    struct queue *q;
+    size_t seen, reindexed, corrupt;
+    int rc;
+    struct sy_err *err;
+};
+
+static int intake_reindex(const char *qid, void *arg)
+{
+    struct intake_rec *r = arg;
+    struct envelope env;
+    struct sy_err e;
+    uint64_t off, len;
+    int known;
+
+    r->seen++;
+    qid_floor(qid);
+    known = queue_exists(r->q, qid, r->err);
+    if (known < 0) {
+        r->rc = known;
+        return 1;
+    }
+    if (known)
+        return 0;
+    env_init(&env);
+    if (spool_read(r->in->sp, qid, &env, &off, &len, &e) != SY_OK) {
+        /* A corrupt file is kept for the operator, never delivered. */
+        log_error(qid, "spool file unreadable, not re-indexed: %s", e.text);
+        r->corrupt++;
+        env_free(&env);
+        return 0;
+    }
+    {
+        int64_t next_ms = clock_real_ms();
+
+        if (env.hold_until > 0 && env.hold_until * 1000 > next_ms)
+            next_ms = env.hold_until * 1000;
+        r->rc = queue_insert(r->q, qid, &env, NULL, next_ms, r->err);
+    }
+    if (r->rc == SY_OK)
+        log_info(qid, "re-indexed from spool: nrcpt=%zu", env.nrcpt);
+    env_free(&env);
+    if (r->rc != SY_OK)
+        return 1;
+    r->reindexed++;
+    return 0;
+}
+
+int intake_reconcile(struct intake *in, struct sy_err *err)
+{
+    struct intake_rec r = { .in = in, .err = err };
+    char ids[256][QID_SIZE];
+    char after[QID_SIZE] = "";
+    size_t removed = spool_clean_tmp(in->sp), missing = 0, n;
+
+    if (removed > 0)
+        log_warn(NULL, "removed %zu stale temporary spool file(s)", removed);
+    r.q = queue_get(in->qp, err);
+    if (r.q == NULL)
+        return SY_ETEMP;
+
+    /* Spool files Redis does not know: re-index from the envelope record. */
+    (void) spool_scan(in->sp, intake_reindex, &r);
+    if (r.rc != SY_OK) {
+        queue_put(in->qp, r.q);
+        return r.rc;
+    }
+
+    /* Redis records whose spool file is gone: log and mark. */
+    do {
+        int rc = queue_list_ids(r.q, after, ids, 256, &n, err);
+
+        if (rc != SY_OK) {
+            queue_put(in->qp, r.q);
+            return rc;
+        }
+        for (size_t i = 0; i < n; i++) {
+            int fd = spool_open_message(in->sp, ids[i], NULL);
+
+            if (fd >= 0) {
+                (void) close(fd);
+                continue;
+            }
+            log_error(ids[i], "spool file missing: recipients marked missing");
+            rc = queue_mark_missing(r.q, ids[i], err);
+            if (rc != SY_OK) {
+                queue_put(in->qp, r.q);
+                return rc;
+            }
+            missing++;
+        }
+        if (n > 0)
+            memcpy(after, ids[n - 1], QID_SIZE);
+    } while (n == 256);
+    queue_put(in->qp, r.q);
+    log_info(NULL, "reconcile: spool=%zu reindexed=%zu corrupt=%zu missing=%zu tmp_removed=%zu",
+             r.seen, r.reindexed, r.corrupt, missing, removed);
+    return SY_OK;
+}

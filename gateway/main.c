@@ -1,0 +1,168 @@
+/* main.c - subcommand dispatch only
+ *
+ *   switchyard serve [-c FILE]
+ *   switchyard localserve [--state-dir DIR] [--lmtp-port PORT]
+ *   switchyard check-config [-c FILE]
+ *   switchyard queue list|show QID|rebuild [-c FILE]
+ *   switchyard version
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/cli_queue.h"
+#include "gateway/config.h"
+#include "gateway/daemon.h"
+#include "gateway/localserve.h"
+#include "gateway/util/buf.h"
+#include "gateway/util/log.h"
+#include "gateway/util/text.h"
+#include "gateway/version.h"
+
+#define MAIN_DEFAULT_CONFIG "/etc/switchyard/switchyard.yaml"
+/* All configuration errors of one file, one line each. */
+#define MAIN_ERRORS_MAX ((size_t) 256 * 1024)
+
+static const char main_usage[] =
+    "usage: switchyard COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  serve         run the gateway (LMTP listeners, delivery workers)\n"
+    "  localserve    run everything on this machine with embedded defaults\n"
+    "  check-config  validate the configuration and print it normalised\n"
+    "  queue         list, show or rebuild the queue\n"
+    "  version       print the version\n"
+    "\n"
+    "Run 'switchyard COMMAND --help' for the options of a command.\n";
+
+struct main_cmd {
+    const char *name;
+    const char *usage;
+};
+
+static const struct main_cmd main_cmds[] = {
+    { "serve", "usage: switchyard serve [-c FILE]\n"
+      "  Runs the gateway in the foreground until SIGTERM or SIGINT.\n"
+      "  -c FILE   configuration (default " MAIN_DEFAULT_CONFIG ")\n" },
+    { "localserve", "usage: switchyard localserve [--state-dir DIR] [--lmtp-port PORT]\n"
+      "  Starts a private redis-server under DIR, LMTP on 127.0.0.1:PORT (2424),\n"
+      "  and delivers into DIR/capture.\n"
+      "  --state-dir DIR   state directory (default ./localserve-state)\n"
+      "  --lmtp-port PORT  LMTP port on 127.0.0.1 (default 2424)\n" },
+    { "check-config", "usage: switchyard check-config [-c FILE]\n"
+      "  Prints the normalised configuration (exit 0) or every error as\n"
+      "  FILE:LINE: key: message (exit 1).\n" },
+    { "queue", "usage: switchyard queue list|show QID|rebuild [-c FILE]\n"
+      "  list      one line per queued message\n"
+      "  show QID  the envelope and every recipient's state\n"
+      "  rebuild   re-index spool files missing from Redis, mark Redis records\n"
+      "            whose spool file is gone (needs the spool lock: daemon stopped)\n" },
+    { "version", "usage: switchyard version\n" },
+};
+
+/* main_usage_of - the usage text of a command */
+static const char *main_usage_of(const char *cmd)
+{
+    for (size_t i = 0; i < sizeof(main_cmds) / sizeof(main_cmds[0]); i++)
+        if (strcmp(main_cmds[i].name, cmd) == 0)
+            return main_cmds[i].usage;
+    return main_usage;
+}
+
+/* main_load - load the configuration or print its errors */
+static struct config *main_load(const char *path)
+{
+    struct buf errors;
+    struct config *cfg;
+
+    buf_init(&errors, MAIN_ERRORS_MAX);
+    cfg = config_load(path, &errors);
+    if (cfg == NULL)
+        (void) fputs(buf_str(&errors), stderr);
+    buf_free(&errors);
+    return cfg;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "state-dir", required_argument, NULL, 's' },
+        { "lmtp-port", required_argument, NULL, 'p' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *cmd, *path = MAIN_DEFAULT_CONFIG;
+    struct localserve_opts lo = { 0 };
+    struct config *cfg;
+    int c, rc;
+
+    log_init("switchyard", LOG_LVL_INFO, 1, 0);
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        (void) fputs(main_usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0)
+        cmd = "version";
+    if (main_usage_of(cmd) == main_usage) {
+        (void) fprintf(stderr, "switchyard: unknown command \"%s\"\n\n%s", cmd, main_usage);
+        return 2;
+    }
+    argv++;
+    argc--;
+    while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 's':
+            lo.state_dir = optarg;
+            break;
+        case 'p': {
+            uint64_t port;
+
+            if (text_parse_u64(optarg, strlen(optarg), 1, 65535, &port) != 0) {
+                (void) fprintf(stderr, "switchyard: --lmtp-port: not a port: %s\n", optarg);
+                return 2;
+            }
+            lo.lmtp_port = (unsigned) port;
+            break;
+        }
+        case 'h':
+            (void) fputs(main_usage_of(cmd), stdout);
+            return 0;
+        default:
+            (void) fputs(main_usage_of(cmd), stderr);
+            return 2;
+        }
+    }
+    argc -= optind;
+    argv += optind;
+
+    if (strcmp(cmd, "version") == 0) {
+        (void) printf("switchyard %s\n", SWITCHYARD_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "localserve") == 0) {
+        daemon_block_signals();
+        return localserve_run(&lo);
+    }
+    cfg = main_load(path);
+    if (cfg == NULL)
+        return 1;
+    log_init("switchyard", (enum log_level) cfg->log.level, 1, cfg->log.syslog);
+    if (strcmp(cmd, "check-config") == 0) {
+        config_dump(cfg, stdout);
+        rc = 0;
+    } else if (strcmp(cmd, "queue") == 0) {
+        rc = cli_queue(cfg, argc, argv, stdout);
+    } else {
+        daemon_block_signals();
+        rc = daemon_run(cfg);
+    }
+    config_free(cfg);
+    return rc;
+}
