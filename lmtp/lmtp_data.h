@@ -38,7 +38,9 @@ void lmtp_data_init(struct lmtp_data *d, int policy);
 /* Feeds in[0..n). Decoded bytes are appended to out (the caller drains
  * it, e.g. into the spool, between calls; when out is full the decoder
  * stops early). Returns the number of input bytes consumed: less than n
- * when the end of data was reached (d->done) or out hit its limit. */
+ * when the end of data was reached (d->done) or out hit its limit. One
+ * input byte yields at most 3 output bytes, so an out->max of 3 or more
+ * always lets a drained buffer make progress. */
 size_t lmtp_data_feed(struct lmtp_data *d, const char *in, size_t n, struct buf *out);
 
 static inline bool lmtp_data_done(const struct lmtp_data *d) { return d->done; }

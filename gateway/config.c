@@ -1,0 +1,1881 @@
+/* config.c - the YAML configuration: scan, load, validate, dump
+ *
+ * A document goes through three passes:
+ *
+ *  1. cfg_scan_*: a libyaml event walk that follows the libcyaml schema
+ *     below. It records the line of every key path ("lmtp.listeners[0].
+ *     address") and reports unknown keys, duplicate keys, values of the
+ *     wrong shape (a list where a mapping belongs), anchors, aliases, tags,
+ *     a second document, nesting deeper than CFG_DEPTH_MAX and bytes that
+ *     are not UTF-8. libcyaml 1.3.1 stops at its first error, so this pass
+ *     is what lets one run report every structural problem.
+ *  2. libcyaml loads the document into struct cfg_raw, where every leaf is
+ *     a string. Anything it still refuses is taken from its log (a message
+ *     plus a backtrace of mapping fields and sequence entries, captured by
+ *     cfg_cyaml_log) and turned back into a key path.
+ *  3. cfg_build_*: every value is converted and checked in C (numbers,
+ *     durations, sizes, ranges, addresses, enums, cross-field rules), again
+ *     reporting every problem rather than the first.
+ *
+ * Errors are collected with their line, sorted, and appended to the
+ * caller's buffer as "FILE:LINE: KEY.PATH: message". Values are echoed
+ * through log_safe(); secrets never are. Only pass 1 failures that libcyaml
+ * would also choke on (shape, duplicates) stop the later passes; an unknown
+ * key does not, so a typo and a bad value show up in the same run.
+ *
+ * Thread safety: no globals; each call works on its own context.
+ */
+#include "gateway/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cyaml/cyaml.h>
+#include <yaml.h>
+
+#include "gateway/util/err.h"
+#include "gateway/util/log.h"
+#include "gateway/util/text.h"
+#include "gateway/util/xalloc.h"
+
+/* Limits on the file itself: a configuration is a few KiB. */
+#define CFG_FILE_MAX        ((size_t) 1024 * 1024)
+#define CFG_DEPTH_MAX       16          /* our schema needs 4 levels */
+#define CFG_SCALAR_MAX      4096u       /* bytes in one value (libcyaml checks) */
+#define CFG_LISTENERS_MAX   64u
+#define CFG_KEYS_MAX        1024        /* key paths remembered with their line */
+#define CFG_ERRORS_MAX      100         /* error lines shown; the rest are counted */
+#define CFG_KEYPATH_MAX     ((size_t) 256)
+#define CFG_NAME_MAX        ((size_t) 256)  /* file name as shown in errors */
+#define CFG_ECHO_MAX        ((size_t) 64)   /* a value echoed in an error */
+#define CFG_PASSWORD_MAX    ((size_t) 4096) /* password_file size cap */
+#define CFG_DIR_MAX         ((size_t) 1024)
+#define CFG_NODE_MAX        ((size_t) 64)
+#define CFG_USER_MAX        ((size_t) 32)   /* useradd's limit */
+#define CFG_HOSTNAME_MAX    ((size_t) 255)  /* RFC 1035 name length */
+#define CFG_PREFIX_MAX      ((size_t) 32)
+#define CFG_REDACTED        "<redacted>"
+
+#define CFG_SEC             ((uint64_t) 1000)
+#define CFG_MIN             (60 * CFG_SEC)
+#define CFG_HOUR            (60 * CFG_MIN)
+#define CFG_DAY             (24 * CFG_HOUR)
+#define CFG_KIB             ((uint64_t) 1024)
+#define CFG_GIB             (CFG_KIB * CFG_KIB * CFG_KIB)
+
+/* ---- pass 2 target: the document as strings ---------------------------- */
+
+struct cfg_raw_log {
+    char *level, *syslog;
+};
+
+struct cfg_raw_redis {
+    char *address, *password, *password_file, *db, *prefix;
+    char *connect_timeout, *command_timeout;
+};
+
+struct cfg_raw_spool {
+    char *dir, *min_free;
+};
+
+struct cfg_raw_listener {
+    char *name, *address, *mode, *trusted;
+};
+
+struct cfg_raw_lmtp {
+    char *hostname, *max_connections, *line_length_limit, *message_size_limit;
+    char *recipient_limit, *soft_error_limit, *hard_error_limit, *junk_command_limit;
+    char *command_timeout, *data_timeout, *min_data_rate, *bare_line_endings;
+    char *futurerelease_max;
+    struct cfg_raw_listener *listeners;
+    unsigned listeners_count;
+};
+
+struct cfg_raw_delivery {
+    char *default_transport, *workers, *retry_first, *retry_max, *expiry, *lease;
+};
+
+struct cfg_raw_capture {
+    char *dir;
+};
+
+struct cfg_raw {
+    char *node, *user;
+    struct cfg_raw_log *log;
+    struct cfg_raw_redis *redis;
+    struct cfg_raw_spool *spool;
+    struct cfg_raw_lmtp *lmtp;
+    struct cfg_raw_delivery *delivery;
+    struct cfg_raw_capture *capture;
+};
+
+/* Every key is optional to libcyaml: required keys are checked in pass 3,
+ * where the error can name the key. A section may be left empty ("redis:"
+ * with everything below commented out). */
+#define CFG_LEAF(key, type, member) \
+    CYAML_FIELD_STRING_PTR(key, CYAML_FLAG_OPTIONAL, type, member, 0, CFG_SCALAR_MAX)
+#define CFG_SECTION_FLAGS (CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER_NULL_STR)
+
+static const cyaml_schema_field_t cfg_log_fields[] = {
+    CFG_LEAF("level", struct cfg_raw_log, level),
+    CFG_LEAF("syslog", struct cfg_raw_log, syslog),
+    CYAML_FIELD_END
+};
+
+static const cyaml_schema_field_t cfg_redis_fields[] = {
+    CFG_LEAF("address", struct cfg_raw_redis, address),
+    CFG_LEAF("password", struct cfg_raw_redis, password),
+    CFG_LEAF("password_file", struct cfg_raw_redis, password_file),
+    CFG_LEAF("db", struct cfg_raw_redis, db),
+    CFG_LEAF("prefix", struct cfg_raw_redis, prefix),
+    CFG_LEAF("connect_timeout", struct cfg_raw_redis, connect_timeout),
+    CFG_LEAF("command_timeout", struct cfg_raw_redis, command_timeout),
+    CYAML_FIELD_END
+};
+
+static const cyaml_schema_field_t cfg_spool_fields[] = {
+    CFG_LEAF("dir", struct cfg_raw_spool, dir),
+    CFG_LEAF("min_free", struct cfg_raw_spool, min_free),
+    CYAML_FIELD_END
+};
+
+static const cyaml_schema_field_t cfg_listener_fields[] = {
+    CFG_LEAF("name", struct cfg_raw_listener, name),
+    CFG_LEAF("address", struct cfg_raw_listener, address),
+    CFG_LEAF("mode", struct cfg_raw_listener, mode),
+    CFG_LEAF("trusted", struct cfg_raw_listener, trusted),
+    CYAML_FIELD_END
+};
+
+static const cyaml_schema_value_t cfg_listener_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct cfg_raw_listener, cfg_listener_fields),
+};
+
+static const cyaml_schema_field_t cfg_lmtp_fields[] = {
+    CFG_LEAF("hostname", struct cfg_raw_lmtp, hostname),
+    CFG_LEAF("max_connections", struct cfg_raw_lmtp, max_connections),
+    CFG_LEAF("line_length_limit", struct cfg_raw_lmtp, line_length_limit),
+    CFG_LEAF("message_size_limit", struct cfg_raw_lmtp, message_size_limit),
+    CFG_LEAF("recipient_limit", struct cfg_raw_lmtp, recipient_limit),
+    CFG_LEAF("soft_error_limit", struct cfg_raw_lmtp, soft_error_limit),
+    CFG_LEAF("hard_error_limit", struct cfg_raw_lmtp, hard_error_limit),
+    CFG_LEAF("junk_command_limit", struct cfg_raw_lmtp, junk_command_limit),
+    CFG_LEAF("command_timeout", struct cfg_raw_lmtp, command_timeout),
+    CFG_LEAF("data_timeout", struct cfg_raw_lmtp, data_timeout),
+    CFG_LEAF("min_data_rate", struct cfg_raw_lmtp, min_data_rate),
+    CFG_LEAF("bare_line_endings", struct cfg_raw_lmtp, bare_line_endings),
+    CFG_LEAF("futurerelease_max", struct cfg_raw_lmtp, futurerelease_max),
+    CYAML_FIELD_SEQUENCE("listeners", CFG_SECTION_FLAGS, struct cfg_raw_lmtp, listeners,
+                         &cfg_listener_schema, 0, CFG_LISTENERS_MAX),
+    CYAML_FIELD_END
+};
+
+static const cyaml_schema_field_t cfg_delivery_fields[] = {
+    CFG_LEAF("default_transport", struct cfg_raw_delivery, default_transport),
+    CFG_LEAF("workers", struct cfg_raw_delivery, workers),
+    CFG_LEAF("retry_first", struct cfg_raw_delivery, retry_first),
+    CFG_LEAF("retry_max", struct cfg_raw_delivery, retry_max),
+    CFG_LEAF("expiry", struct cfg_raw_delivery, expiry),
+    CFG_LEAF("lease", struct cfg_raw_delivery, lease),
+    CYAML_FIELD_END
+};
+
+static const cyaml_schema_field_t cfg_capture_fields[] = {
+    CFG_LEAF("dir", struct cfg_raw_capture, dir),
+    CYAML_FIELD_END
+};
+
+static const cyaml_schema_field_t cfg_top_fields[] = {
+    CFG_LEAF("node", struct cfg_raw, node),
+    CFG_LEAF("user", struct cfg_raw, user),
+    CYAML_FIELD_MAPPING_PTR("log", CFG_SECTION_FLAGS, struct cfg_raw, log, cfg_log_fields),
+    CYAML_FIELD_MAPPING_PTR("redis", CFG_SECTION_FLAGS, struct cfg_raw, redis, cfg_redis_fields),
+    CYAML_FIELD_MAPPING_PTR("spool", CFG_SECTION_FLAGS, struct cfg_raw, spool, cfg_spool_fields),
+    CYAML_FIELD_MAPPING_PTR("lmtp", CFG_SECTION_FLAGS, struct cfg_raw, lmtp, cfg_lmtp_fields),
+    CYAML_FIELD_MAPPING_PTR("delivery", CFG_SECTION_FLAGS, struct cfg_raw, delivery, cfg_delivery_fields),
+    CYAML_FIELD_MAPPING_PTR("capture", CFG_SECTION_FLAGS, struct cfg_raw, capture, cfg_capture_fields),
+    CYAML_FIELD_END
+};
+
+static const cyaml_schema_value_t cfg_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct cfg_raw, cfg_top_fields),
+};
+
+/* ---- error collection --------------------------------------------------- */
+
+struct cfg_key {
+    char *path;             /* "lmtp.listeners[0].address" */
+    unsigned line;          /* 1-based line of the key (or list entry) */
+    bool is_null;           /* plain empty, "~" or "null": same as absent */
+};
+
+struct cfg_error {
+    unsigned line;          /* 0: about the file, no line */
+    size_t seq;             /* keeps the order of errors on one line */
+    char *path;
+    char *msg;
+};
+
+/* One backtrace frame from libcyaml's log. */
+struct cfg_cyframe {
+    bool is_entry;
+    unsigned index;         /* sequence entry as printed by libcyaml (1-based) */
+    char name[64];
+};
+
+struct cfg_ctx {
+    char name[CFG_NAME_MAX];
+    struct cfg_key *keys;
+    size_t nkeys, capkeys;
+    struct cfg_error *errs;
+    size_t nerrs, caperrs;
+    size_t nproblems;       /* all errors, including those past CFG_ERRORS_MAX */
+    bool fatal;             /* structure broken: do not run libcyaml */
+    /* libcyaml log capture (pass 2) */
+    bool cy_have_msg, cy_closed;
+    char cy_msg[160];
+    char cy_key[64];
+    unsigned cy_line;
+    struct cfg_cyframe cy_bt[CFG_DEPTH_MAX];
+    size_t cy_nbt;
+};
+
+/* cfg_key_find - the entry recorded for path, or NULL */
+static struct cfg_key *cfg_key_find(const struct cfg_ctx *cx, const char *path)
+{
+    for (size_t i = 0; i < cx->nkeys; i++)
+        if (strcmp(cx->keys[i].path, path) == 0)
+            return &cx->keys[i];
+    return NULL;
+}
+
+/* cfg_key_add - remember the line of a key path (the first one wins) */
+static struct cfg_key *cfg_key_add(struct cfg_ctx *cx, const char *path, unsigned line)
+{
+    struct cfg_key *k = cfg_key_find(cx, path);
+
+    if (k != NULL || cx->nkeys >= CFG_KEYS_MAX)
+        return k;
+    if (cx->nkeys == cx->capkeys)
+        cx->keys = xreallocarray_grow(cx->keys, &cx->capkeys, cx->nkeys + 1, sizeof(*cx->keys));
+    k = &cx->keys[cx->nkeys++];
+    k->path = xstrdup(path);
+    k->line = line;
+    k->is_null = false;
+    return k;
+}
+
+/* cfg_key_line - line of path, else of its nearest recorded parent, else 1 */
+static unsigned cfg_key_line(const struct cfg_ctx *cx, const char *path)
+{
+    char p[CFG_KEYPATH_MAX];
+
+    if (text_copy(p, sizeof(p), path) != SY_OK)
+        return 1;
+    for (;;) {
+        const struct cfg_key *k = cfg_key_find(cx, p);
+        size_t n;
+
+        if (k != NULL)
+            return k->line;
+        n = strlen(p);
+        while (n > 0 && p[n - 1] != '.' && p[n - 1] != '[')
+            n--;
+        if (n == 0)
+            return 1;
+        p[n - 1] = '\0';
+    }
+}
+
+/* cfg_verr - record one problem; a second one on the same key and line is dropped */
+__attribute__((format(printf, 4, 0)))
+static void cfg_verr(struct cfg_ctx *cx, unsigned line, const char *path, const char *fmt, va_list ap)
+{
+    char msg[512];
+    struct cfg_error *e;
+
+    for (size_t i = 0; i < cx->nerrs; i++)
+        if (cx->errs[i].line == line && strcmp(cx->errs[i].path, path) == 0)
+            return;
+    cx->nproblems++;
+    if (cx->nerrs >= CFG_ERRORS_MAX)
+        return;
+    (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (cx->nerrs == cx->caperrs)
+        cx->errs = xreallocarray_grow(cx->errs, &cx->caperrs, cx->nerrs + 1, sizeof(*cx->errs));
+    e = &cx->errs[cx->nerrs];
+    e->line = line;
+    e->seq = cx->nerrs++;
+    e->path = xstrdup(path);
+    e->msg = xstrdup(msg);
+}
+
+/* cfg_err_at - a problem at a known line (0: the file as a whole) */
+__attribute__((format(printf, 4, 5)))
+static void cfg_err_at(struct cfg_ctx *cx, unsigned line, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    cfg_verr(cx, line, path, fmt, ap);
+    va_end(ap);
+}
+
+/* cfg_err_key - a problem with a key: the line comes from the scan */
+__attribute__((format(printf, 3, 4)))
+static void cfg_err_key(struct cfg_ctx *cx, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    cfg_verr(cx, cfg_key_line(cx, path), path, fmt, ap);
+    va_end(ap);
+}
+
+/* cfg_err_cmp - order errors by line, then as found */
+static int cfg_err_cmp(const void *a, const void *b)
+{
+    const struct cfg_error *x = a, *y = b;
+
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* cfg_ctx_flush - append the sorted errors to the caller's buffer */
+static void cfg_ctx_flush(struct cfg_ctx *cx, struct buf *errors)
+{
+    if (cx->nerrs > 1)
+        qsort(cx->errs, cx->nerrs, sizeof(*cx->errs), cfg_err_cmp);
+    for (size_t i = 0; errors != NULL && i < cx->nerrs; i++) {
+        const struct cfg_error *e = &cx->errs[i];
+        const char *sep = e->path[0] != '\0' ? ": " : "";
+        int rc;
+
+        if (e->line > 0)
+            rc = buf_printf(errors, "%s:%u: %s%s%s\n", cx->name, e->line, e->path, sep, e->msg);
+        else
+            rc = buf_printf(errors, "%s: %s%s%s\n", cx->name, e->path, sep, e->msg);
+        if (rc != SY_OK)
+            return;
+    }
+    if (errors != NULL && cx->nproblems > cx->nerrs)
+        (void) buf_printf(errors, "%s: %zu more error(s) not shown\n", cx->name,
+                          cx->nproblems - cx->nerrs);
+}
+
+/* cfg_ctx_init - an empty context; name is shown in every error */
+static void cfg_ctx_init(struct cfg_ctx *cx, const char *name)
+{
+    memset(cx, 0, sizeof(*cx));
+    (void) log_safe(cx->name, sizeof(cx->name), name != NULL ? name : "<config>");
+}
+
+static void cfg_ctx_free(struct cfg_ctx *cx)
+{
+    for (size_t i = 0; i < cx->nkeys; i++)
+        free(cx->keys[i].path);
+    for (size_t i = 0; i < cx->nerrs; i++) {
+        free(cx->errs[i].path);
+        free(cx->errs[i].msg);
+    }
+    free(cx->keys);
+    free(cx->errs);
+}
+
+/* ---- small text helpers -------------------------------------------------- */
+
+/* cfg_echo - a value made safe to quote in an error line */
+static const char *cfg_echo(char *dst, size_t n, const char *s)
+{
+    return log_safe(dst, n, s);
+}
+
+static bool cfg_is_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* cfg_charset_ok - 1..max bytes, each alphanumeric or in extra */
+static bool cfg_charset_ok(const char *s, size_t max, const char *extra)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!cfg_is_alnum((unsigned char) s[i]) && strchr(extra, s[i]) == NULL)
+            return false;
+    return true;
+}
+
+static bool cfg_all_digits(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+/* cfg_fmt_duration - ms as the largest exact unit: "7d", "90s", "1500ms" */
+static const char *cfg_fmt_duration(char *dst, size_t n, uint64_t ms)
+{
+    static const struct { uint64_t ms; const char *unit; } units[] = {
+        { CFG_DAY, "d" }, { CFG_HOUR, "h" }, { CFG_MIN, "m" }, { CFG_SEC, "s" },
+    };
+
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (ms != 0 && ms % units[i].ms == 0) {
+            (void) snprintf(dst, n, "%llu%s", (unsigned long long) (ms / units[i].ms), units[i].unit);
+            return dst;
+        }
+    (void) snprintf(dst, n, ms == 0 ? "0s" : "%llums", (unsigned long long) ms);
+    return dst;
+}
+
+/* cfg_fmt_size - bytes as the largest exact unit: "2g", "1k", "1000" */
+static const char *cfg_fmt_size(char *dst, size_t n, uint64_t v)
+{
+    static const struct { uint64_t mult; const char *unit; } units[] = {
+        { CFG_GIB, "g" }, { CFG_KIB * CFG_KIB, "m" }, { CFG_KIB, "k" },
+    };
+
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (v != 0 && v % units[i].mult == 0) {
+            (void) snprintf(dst, n, "%llu%s", (unsigned long long) (v / units[i].mult), units[i].unit);
+            return dst;
+        }
+    (void) snprintf(dst, n, "%llu", (unsigned long long) v);
+    return dst;
+}
+
+/* cfg_edit_distance - Levenshtein distance of two short keys, capped at 9 */
+static size_t cfg_edit_distance(const char *a, size_t na, const char *b)
+{
+    size_t nb = strlen(b), row[33];
+
+    if (na > 32 || nb > 32)
+        return 9;
+    for (size_t j = 0; j <= nb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= na; i++) {
+        size_t diag = row[0];
+
+        row[0] = i;
+        for (size_t j = 1; j <= nb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[nb];
+}
+
+/* ---- pass 1: the libyaml scan ------------------------------------------- */
+
+enum cfg_frame_kind { CFG_FRAME_MAP, CFG_FRAME_SEQ };
+
+struct cfg_frame {
+    enum cfg_frame_kind kind;
+    const cyaml_schema_value_t *schema;     /* the mapping or sequence */
+    size_t base;                            /* strlen(path) of this node */
+    uint64_t seen;                          /* MAP: fields given so far */
+    bool want_key;                          /* MAP: the next node is a key */
+    const cyaml_schema_value_t *pending;    /* MAP: schema of the value; NULL: ignore */
+    unsigned next;                          /* SEQ: index of the next entry */
+};
+
+struct cfg_scan {
+    struct cfg_ctx *cx;
+    struct cfg_frame st[CFG_DEPTH_MAX];
+    size_t depth;
+    size_t skip;            /* > 0: nesting inside a subtree being ignored */
+    char path[CFG_KEYPATH_MAX];
+    unsigned docs;
+    bool stop;
+};
+
+/* cfg_scan_fatal - a problem that libcyaml would also stop at */
+__attribute__((format(printf, 4, 5)))
+static void cfg_scan_fatal(struct cfg_scan *sc, unsigned line, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    cfg_verr(sc->cx, line, path, fmt, ap);
+    va_end(ap);
+    sc->cx->fatal = true;
+}
+
+/* cfg_is_plain_null - YAML's null: an empty plain scalar, "~" or "null" */
+static bool cfg_is_plain_null(const yaml_event_t *ev)
+{
+    static const char *const nulls[] = { "", "~", "null", "Null", "NULL" };
+    const char *v = (const char *) ev->data.scalar.value;
+
+    if (ev->type != YAML_SCALAR_EVENT || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    for (size_t i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++)
+        if (ev->data.scalar.length == strlen(nulls[i]) && strcmp(v, nulls[i]) == 0)
+            return true;
+    return false;
+}
+
+static const char *cfg_event_kind(const yaml_event_t *ev)
+{
+    if (ev->type == YAML_MAPPING_START_EVENT)
+        return "a mapping";
+    if (ev->type == YAML_SEQUENCE_START_EVENT)
+        return "a list";
+    return "a single value";
+}
+
+static const char *cfg_schema_kind(const cyaml_schema_value_t *vs)
+{
+    if (vs->type == CYAML_MAPPING)
+        return "a mapping";
+    if (vs->type == CYAML_SEQUENCE)
+        return "a list";
+    return "a single value";
+}
+
+/* cfg_scan_enter - nest one level deeper; false when that is too deep */
+static bool cfg_scan_enter(struct cfg_scan *sc, unsigned line)
+{
+    if (sc->depth + sc->skip + 1 > CFG_DEPTH_MAX) {
+        cfg_scan_fatal(sc, line, "", "nesting deeper than %d levels", CFG_DEPTH_MAX);
+        sc->stop = true;
+        return false;
+    }
+    return true;
+}
+
+/* cfg_scan_push - a mapping or sequence the schema knows */
+static void cfg_scan_push(struct cfg_scan *sc, enum cfg_frame_kind kind,
+                          const cyaml_schema_value_t *vs, unsigned line)
+{
+    struct cfg_frame *f;
+
+    if (!cfg_scan_enter(sc, line))
+        return;
+    f = &sc->st[sc->depth++];
+    memset(f, 0, sizeof(*f));
+    f->kind = kind;
+    f->schema = vs;
+    f->base = strlen(sc->path);
+    f->want_key = true;
+}
+
+/* cfg_scan_ignore - skip the subtree that starts with ev (if it is one) */
+static void cfg_scan_ignore(struct cfg_scan *sc, const yaml_event_t *ev, unsigned line)
+{
+    if (ev->type != YAML_MAPPING_START_EVENT && ev->type != YAML_SEQUENCE_START_EVENT)
+        return;
+    if (cfg_scan_enter(sc, line))
+        sc->skip++;
+}
+
+/* cfg_scan_value - a value node where the schema expects vs (NULL: ignore it) */
+static void cfg_scan_value(struct cfg_scan *sc, const cyaml_schema_value_t *vs,
+                           const yaml_event_t *ev, unsigned line)
+{
+    bool null_ok;
+
+    if (vs == NULL) {
+        cfg_scan_ignore(sc, ev, line);
+        return;
+    }
+    null_ok = (vs->flags & CYAML_FLAG_POINTER_NULL) == CYAML_FLAG_POINTER_NULL;
+    if (vs->type == CYAML_STRING && ev->type == YAML_SCALAR_EVENT) {
+        if (cfg_is_plain_null(ev)) {
+            struct cfg_key *k = cfg_key_find(sc->cx, sc->path);
+
+            if (k != NULL)
+                k->is_null = true;
+        }
+        return;
+    }
+    if (vs->type == CYAML_MAPPING && ev->type == YAML_MAPPING_START_EVENT) {
+        cfg_scan_push(sc, CFG_FRAME_MAP, vs, line);
+        return;
+    }
+    if (vs->type == CYAML_SEQUENCE && ev->type == YAML_SEQUENCE_START_EVENT) {
+        cfg_scan_push(sc, CFG_FRAME_SEQ, vs, line);
+        return;
+    }
+    if (null_ok && cfg_is_plain_null(ev))
+        return;
+    cfg_scan_fatal(sc, cfg_key_line(sc->cx, sc->path), sc->path, "expected %s, found %s",
+                   cfg_schema_kind(vs), cfg_event_kind(ev));
+    cfg_scan_ignore(sc, ev, line);
+}
+
+/* cfg_scan_key - a key inside a mapping the schema knows */
+static void cfg_scan_key(struct cfg_scan *sc, struct cfg_frame *f, const yaml_event_t *ev, unsigned line)
+{
+    const cyaml_schema_field_t *fields = f->schema->mapping.fields;
+    const char *key = (const char *) ev->data.scalar.value;
+    size_t klen = ev->data.scalar.length, i;
+    char seg[48];
+
+    f->want_key = false;
+    f->pending = NULL;
+    (void) log_safe_n(seg, sizeof(seg), key, klen);
+    (void) snprintf(sc->path + f->base, sizeof(sc->path) - f->base, "%s%s",
+                    f->base > 0 ? "." : "", seg);
+    for (i = 0; fields[i].key != NULL; i++)
+        if (strlen(fields[i].key) == klen && memcmp(fields[i].key, key, klen) == 0)
+            break;
+    if (fields[i].key == NULL) {
+        size_t best = 0, bestd = 9;
+
+        /* A near miss is almost always a typo: say which key was meant. */
+        for (size_t j = 0; fields[j].key != NULL; j++) {
+            size_t d = cfg_edit_distance(key, klen, fields[j].key);
+
+            if (d < bestd) {
+                bestd = d;
+                best = j;
+            }
+        }
+        if (bestd <= 2 && bestd < klen)
+            cfg_err_at(sc->cx, line, sc->path, "unknown key (did you mean \"%s\"?)", fields[best].key);
+        else
+            cfg_err_at(sc->cx, line, sc->path, "unknown key");
+        return;
+    }
+    if (i < 64 && (f->seen & ((uint64_t) 1 << i)) != 0) {
+        cfg_scan_fatal(sc, line, sc->path, "duplicate key (first given on line %u)",
+                       cfg_key_line(sc->cx, sc->path));
+        return;
+    }
+    if (i < 64)
+        f->seen |= (uint64_t) 1 << i;
+    (void) cfg_key_add(sc->cx, sc->path, line);
+    f->pending = &fields[i].value;
+}
+
+/* cfg_scan_node - a scalar, mapping start or sequence start */
+static void cfg_scan_node(struct cfg_scan *sc, const yaml_event_t *ev)
+{
+    unsigned line = (unsigned) ev->start_mark.line + 1;
+    const cyaml_schema_value_t *vs;
+    struct cfg_frame *f;
+
+    if (sc->skip > 0) {
+        cfg_scan_ignore(sc, ev, line);
+        return;
+    }
+    if (sc->depth == 0) {
+        sc->path[0] = '\0';
+        if (ev->type == YAML_MAPPING_START_EVENT) {
+            cfg_scan_push(sc, CFG_FRAME_MAP, &cfg_schema, line);
+        } else if (cfg_is_plain_null(ev)) {
+            cfg_scan_fatal(sc, 1, "", "the configuration is empty");
+        } else {
+            cfg_scan_fatal(sc, line, "", "the configuration must be a mapping of keys, found %s",
+                           cfg_event_kind(ev));
+            cfg_scan_ignore(sc, ev, line);
+        }
+        return;
+    }
+    f = &sc->st[sc->depth - 1];
+    if (f->kind == CFG_FRAME_MAP && f->want_key) {
+        if (ev->type != YAML_SCALAR_EVENT) {
+            cfg_scan_fatal(sc, line, sc->path, "a key must be a single value, not %s", cfg_event_kind(ev));
+            sc->stop = true;
+            return;
+        }
+        cfg_scan_key(sc, f, ev, line);
+        return;
+    }
+    if (f->kind == CFG_FRAME_MAP) {
+        f->want_key = true;
+        vs = f->pending;
+    } else {
+        unsigned idx = f->next++;
+
+        (void) snprintf(sc->path + f->base, sizeof(sc->path) - f->base, "[%u]", idx);
+        vs = NULL;
+        if (idx < f->schema->sequence.max) {
+            vs = f->schema->sequence.entry;
+            (void) cfg_key_add(sc->cx, sc->path, line);
+        } else if (idx == f->schema->sequence.max) {
+            sc->path[f->base] = '\0';
+            cfg_scan_fatal(sc, line, sc->path, "too many entries (at most %u)", f->schema->sequence.max);
+        }
+    }
+    cfg_scan_value(sc, vs, ev, line);
+}
+
+/* cfg_scan_props - anchors, aliases and tags have no use in a configuration */
+static void cfg_scan_props(struct cfg_scan *sc, const yaml_event_t *ev)
+{
+    const yaml_char_t *anchor = NULL, *tag = NULL;
+    unsigned line = (unsigned) ev->start_mark.line + 1;
+
+    if (ev->type == YAML_SCALAR_EVENT) {
+        anchor = ev->data.scalar.anchor;
+        tag = ev->data.scalar.tag;
+    } else if (ev->type == YAML_MAPPING_START_EVENT) {
+        anchor = ev->data.mapping_start.anchor;
+        tag = ev->data.mapping_start.tag;
+    } else if (ev->type == YAML_SEQUENCE_START_EVENT) {
+        anchor = ev->data.sequence_start.anchor;
+        tag = ev->data.sequence_start.tag;
+    }
+    if (anchor != NULL)
+        cfg_scan_fatal(sc, line, "", "anchors (&name) are not supported");
+    if (tag != NULL)
+        cfg_scan_fatal(sc, line, "", "tags (!name) are not supported");
+}
+
+/* cfg_scan_encoding - NUL bytes and invalid UTF-8, with the line they are on */
+static bool cfg_scan_encoding(struct cfg_ctx *cx, const char *data, size_t len)
+{
+    unsigned line = 1;
+    size_t start = 0;
+
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && data[i] != '\n' && data[i] != '\0')
+            continue;
+        if (!text_is_utf8(data + start, i - start)) {
+            cfg_err_at(cx, line, "", "the file is not valid UTF-8");
+            cx->fatal = true;
+            return false;
+        }
+        if (i < len && data[i] == '\0') {
+            cfg_err_at(cx, line, "", "the file contains a NUL byte");
+            cx->fatal = true;
+            return false;
+        }
+        line++;
+        start = i + 1;
+    }
+    return true;
+}
+
+/* cfg_scan - pass 1 over the whole document */
+static void cfg_scan(struct cfg_ctx *cx, const char *data, size_t len)
+{
+    struct cfg_scan sc;
+    yaml_parser_t parser;
+    yaml_event_t ev;
+
+    if (!cfg_scan_encoding(cx, data, len))
+        return;
+    memset(&sc, 0, sizeof(sc));
+    sc.cx = cx;
+    if (!yaml_parser_initialize(&parser))
+        sy_panic("config: yaml_parser_initialize failed");
+    /* No yaml_parser_set_encoding(): then libyaml skips a byte order mark.
+     * The input was checked above, so it can only be UTF-8. */
+    yaml_parser_set_input_string(&parser, (const unsigned char *) data, len);
+    while (!sc.stop) {
+        if (!yaml_parser_parse(&parser, &ev)) {
+            const char *ctx = parser.context != NULL ? parser.context : "";
+
+            cfg_scan_fatal(&sc, (unsigned) parser.problem_mark.line + 1, "", "YAML syntax error: %s%s%s",
+                           ctx, ctx[0] != '\0' ? ", " : "",
+                           parser.problem != NULL ? parser.problem : "unknown problem");
+            break;
+        }
+        switch (ev.type) {
+        case YAML_DOCUMENT_START_EVENT:
+            if (++sc.docs > 1) {
+                cfg_scan_fatal(&sc, (unsigned) ev.start_mark.line + 1, "",
+                               "only one YAML document is allowed");
+                sc.stop = true;
+            }
+            break;
+        case YAML_ALIAS_EVENT:
+            cfg_scan_fatal(&sc, (unsigned) ev.start_mark.line + 1, "", "aliases (*name) are not supported");
+            sc.stop = true;
+            break;
+        case YAML_SCALAR_EVENT:
+        case YAML_MAPPING_START_EVENT:
+        case YAML_SEQUENCE_START_EVENT:
+            cfg_scan_props(&sc, &ev);
+            cfg_scan_node(&sc, &ev);
+            break;
+        case YAML_MAPPING_END_EVENT:
+        case YAML_SEQUENCE_END_EVENT:
+            if (sc.skip > 0)
+                sc.skip--;
+            else if (sc.depth > 0)
+                sc.depth--;
+            break;
+        case YAML_STREAM_END_EVENT:
+            sc.stop = true;
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    if (sc.docs == 0 && !cx->fatal)
+        cfg_scan_fatal(&sc, 1, "", "the configuration is empty");
+}
+
+/* ---- pass 2: libcyaml ---------------------------------------------------- */
+
+/* cfg_cyaml_msg - our wording for libcyaml's error; never its value text,
+ * which for an over-long password would be the password */
+static void cfg_cyaml_msg(struct cfg_ctx *cx, const char *fmt, const char *line)
+{
+    const char *text = strncmp(line, "Load: ", 6) == 0 ? line + 6 : line;
+    char tmp[128];
+    char *q;
+
+    if (strstr(fmt, "STRING length >") != NULL) {
+        (void) snprintf(cx->cy_msg, sizeof(cx->cy_msg), "value is too long (at most %u bytes)", CFG_SCALAR_MAX);
+    } else if (strstr(fmt, "STRING length <") != NULL) {
+        (void) snprintf(cx->cy_msg, sizeof(cx->cy_msg), "value is too short");
+    } else if (strncmp(text, "Unexpected key: ", 16) == 0) {
+        (void) log_safe(cx->cy_key, sizeof(cx->cy_key), text + 16);
+        (void) snprintf(cx->cy_msg, sizeof(cx->cy_msg), "unknown key");
+    } else if (strncmp(text, "Mapping field already seen", 26) == 0) {
+        (void) snprintf(cx->cy_msg, sizeof(cx->cy_msg), "duplicate key");
+    } else {
+        (void) log_safe(tmp, sizeof(tmp), text);
+        q = strchr(tmp, '\'');
+        if (q != NULL)
+            *q = '\0';
+        (void) snprintf(cx->cy_msg, sizeof(cx->cy_msg), "libcyaml: %s", tmp);
+    }
+}
+
+/* cfg_cyaml_frame - one "  in mapping field 'x' (line: N, column: M)" line */
+static void cfg_cyaml_frame(struct cfg_ctx *cx, const char *s)
+{
+    struct cfg_cyframe *fr;
+    const char *q, *ln = strstr(s, "(line: ");
+    uint64_t v;
+
+    if (ln != NULL && cx->cy_nbt == 0) {
+        size_t d = 0;
+
+        ln += 7;
+        while (ln[d] >= '0' && ln[d] <= '9')
+            d++;
+        if (text_parse_u64(ln, d, 1, UINT32_MAX, &v) == SY_OK)
+            cx->cy_line = (unsigned) v;
+    }
+    if (cx->cy_nbt >= CFG_DEPTH_MAX)
+        return;
+    fr = &cx->cy_bt[cx->cy_nbt];
+    memset(fr, 0, sizeof(*fr));
+    if (strncmp(s, "mapping field '", 15) == 0) {
+        s += 15;
+        q = strstr(s, "' (line");
+        if (q == NULL || (size_t) (q - s) >= sizeof(fr->name))
+            return;
+        memcpy(fr->name, s, (size_t) (q - s));
+        cx->cy_nbt++;
+    } else if (strncmp(s, "sequence entry '", 16) == 0) {
+        s += 16;
+        q = strchr(s, '\'');
+        if (q == NULL || text_parse_u64(s, (size_t) (q - s), 0, UINT32_MAX, &v) != SY_OK)
+            return;
+        fr->is_entry = true;
+        fr->index = (unsigned) v;
+        cx->cy_nbt++;
+    }
+}
+
+/* cfg_cyaml_log - libcyaml's log_fn: keep the first error and its backtrace */
+__attribute__((format(printf, 3, 0)))
+static void cfg_cyaml_log(cyaml_log_t level, void *ctx, const char *fmt, va_list args)
+{
+    struct cfg_ctx *cx = ctx;
+    char line[512];
+    size_t n;
+
+    if (level < CYAML_LOG_ERROR || cx->cy_closed)
+        return;
+    (void) vsnprintf(line, sizeof(line), fmt, args);
+    n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    if (strncmp(line, "Load: Backtrace", 15) == 0)
+        return;
+    if (strncmp(line, "  in ", 5) == 0) {
+        if (cx->cy_have_msg)
+            cfg_cyaml_frame(cx, line + 5);
+        return;
+    }
+    if (cx->cy_have_msg) {
+        cx->cy_closed = true;   /* a second error: the first one is enough */
+        return;
+    }
+    cfg_cyaml_msg(cx, fmt, line);
+    cx->cy_have_msg = true;
+}
+
+/* cfg_cyaml_report - turn the captured backtrace into "lmtp.listeners[1].name" */
+static void cfg_cyaml_report(struct cfg_ctx *cx, cyaml_err_t rc)
+{
+    char path[CFG_KEYPATH_MAX] = "";
+    size_t off = 0;
+    const struct cfg_key *k;
+
+    if (!cx->cy_have_msg) {
+        cfg_err_at(cx, 1, "", "libcyaml: %s", cyaml_strerror(rc));
+        return;
+    }
+    /* The backtrace lists the innermost frame first. */
+    for (size_t i = cx->cy_nbt; i-- > 0 && off < sizeof(path);) {
+        const struct cfg_cyframe *fr = &cx->cy_bt[i];
+        int w;
+
+        if (fr->is_entry)
+            w = snprintf(path + off, sizeof(path) - off, "[%u]", fr->index > 0 ? fr->index - 1 : 0);
+        else
+            w = snprintf(path + off, sizeof(path) - off, "%s%s", off > 0 ? "." : "", fr->name);
+        if (w > 0)
+            off += (size_t) w;
+    }
+    if (cx->cy_key[0] != '\0' && off < sizeof(path))
+        (void) snprintf(path + off, sizeof(path) - off, "%s%s", off > 0 ? "." : "", cx->cy_key);
+    k = cfg_key_find(cx, path);
+    cfg_err_at(cx, k != NULL ? k->line : (cx->cy_line > 0 ? cx->cy_line : 1), path, "%s", cx->cy_msg);
+}
+
+/* ---- pass 3: values ------------------------------------------------------ */
+
+/* cfg_val - the text of a key, NULL when it is absent or YAML null */
+static const char *cfg_val(const struct cfg_ctx *cx, const char *path, const char *raw)
+{
+    const struct cfg_key *k;
+
+    if (raw == NULL)
+        return NULL;
+    k = cfg_key_find(cx, path);
+    return k != NULL && k->is_null ? NULL : raw;
+}
+
+/* cfg_uint - a decimal integer in [min, max]; def when absent */
+static bool cfg_uint(struct cfg_ctx *cx, const char *path, const char *raw,
+                     uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
+{
+    const char *s = cfg_val(cx, path, raw);
+    char echo[CFG_ECHO_MAX];
+    uint64_t v;
+
+    *out = def;
+    if (s == NULL)
+        return true;
+    if (text_parse_u64(s, strlen(s), min, max, &v) == SY_OK) {
+        *out = v;
+        return true;
+    }
+    if (cfg_all_digits(s))
+        cfg_err_key(cx, path, "%s is out of range (%llu to %llu)", cfg_echo(echo, sizeof(echo), s),
+                    (unsigned long long) min, (unsigned long long) max);
+    else
+        cfg_err_key(cx, path, "expected an integer from %llu to %llu, got \"%s\"",
+                    (unsigned long long) min, (unsigned long long) max, cfg_echo(echo, sizeof(echo), s));
+    return false;
+}
+
+/* cfg_unsigned - cfg_uint for an unsigned field */
+static bool cfg_unsigned(struct cfg_ctx *cx, const char *path, const char *raw,
+                         unsigned min, unsigned max, unsigned def, unsigned *out)
+{
+    uint64_t v;
+    bool ok = cfg_uint(cx, path, raw, min, max, def, &v);
+
+    *out = (unsigned) v;
+    return ok;
+}
+
+/* cfg_duration - "30", "30s", "1500ms", "5m", "4h", "5d" in [min, max] ms */
+static bool cfg_duration(struct cfg_ctx *cx, const char *path, const char *raw,
+                         uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
+{
+    const char *s = cfg_val(cx, path, raw);
+    char echo[CFG_ECHO_MAX];
+    uint64_t v;
+    int rc;
+
+    *out = def;
+    if (s == NULL)
+        return true;
+    rc = text_parse_duration_ms(s, min, max, &v);
+    if (rc == SY_OK) {
+        *out = v;
+        return true;
+    }
+    if (rc == SY_ETOOBIG) {
+        char a[32], b[32];
+
+        cfg_err_key(cx, path, "\"%s\" is out of range (%s to %s)", cfg_echo(echo, sizeof(echo), s),
+                    cfg_fmt_duration(a, sizeof(a), min), cfg_fmt_duration(b, sizeof(b), max));
+    } else {
+        cfg_err_key(cx, path, "\"%s\" is not a duration (examples: 1500ms, 30s, 5m, 4h, 5d)",
+                    cfg_echo(echo, sizeof(echo), s));
+    }
+    return false;
+}
+
+/* cfg_size - "10240000", "512k", "10m", "1g" in [min, max] bytes */
+static bool cfg_size(struct cfg_ctx *cx, const char *path, const char *raw,
+                     uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
+{
+    const char *s = cfg_val(cx, path, raw);
+    char echo[CFG_ECHO_MAX];
+    uint64_t v;
+    int rc;
+
+    *out = def;
+    if (s == NULL)
+        return true;
+    rc = text_parse_size(s, min, max, &v);
+    if (rc == SY_OK) {
+        *out = v;
+        return true;
+    }
+    if (rc == SY_ETOOBIG) {
+        char a[32], b[32];
+
+        cfg_err_key(cx, path, "\"%s\" is out of range (%s to %s)", cfg_echo(echo, sizeof(echo), s),
+                    cfg_fmt_size(a, sizeof(a), min), cfg_fmt_size(b, sizeof(b), max));
+    } else {
+        cfg_err_key(cx, path, "\"%s\" is not a size (examples: 10240000, 512k, 10m, 1g)",
+                    cfg_echo(echo, sizeof(echo), s));
+    }
+    return false;
+}
+
+/* cfg_bool - true/false/yes/no */
+static bool cfg_bool(struct cfg_ctx *cx, const char *path, const char *raw, bool def, bool *out)
+{
+    const char *s = cfg_val(cx, path, raw);
+    char echo[CFG_ECHO_MAX];
+    size_t n;
+
+    *out = def;
+    if (s == NULL)
+        return true;
+    n = strlen(s);
+    if (text_ieq(s, n, "true") || text_ieq(s, n, "yes")) {
+        *out = true;
+        return true;
+    }
+    if (text_ieq(s, n, "false") || text_ieq(s, n, "no")) {
+        *out = false;
+        return true;
+    }
+    cfg_err_key(cx, path, "expected true or false, got \"%s\"", cfg_echo(echo, sizeof(echo), s));
+    return false;
+}
+
+/* cfg_enum - one of names[]; the index, or def */
+static bool cfg_enum(struct cfg_ctx *cx, const char *path, const char *raw,
+                     const char *const *names, size_t nnames, const char *list, int def, int *out)
+{
+    const char *s = cfg_val(cx, path, raw);
+    char echo[CFG_ECHO_MAX];
+
+    *out = def;
+    if (s == NULL)
+        return true;
+    for (size_t i = 0; i < nnames; i++)
+        if (text_ieq(s, strlen(s), names[i])) {
+            *out = (int) i;
+            return true;
+        }
+    cfg_err_key(cx, path, "expected one of %s, got \"%s\"", list, cfg_echo(echo, sizeof(echo), s));
+    return false;
+}
+
+/* cfg_name - a token of alphanumerics and extra, 1..max bytes; a copy or NULL */
+static char *cfg_name(struct cfg_ctx *cx, const char *path, const char *s, size_t max,
+                      const char *extra, const char *what)
+{
+    char echo[CFG_ECHO_MAX];
+
+    if (cfg_charset_ok(s, max, extra))
+        return xstrdup(s);
+    cfg_err_key(cx, path, "\"%s\" is not a valid %s (1 to %zu characters from A-Z a-z 0-9 %s)",
+                cfg_echo(echo, sizeof(echo), s), what, max, extra);
+    return NULL;
+}
+
+/* cfg_dir - an absolute directory, "//" collapsed, no trailing "/"; a copy or NULL.
+ * "." and ".." are refused so that "the sibling of spool.dir" is what it says. */
+static char *cfg_dir(struct cfg_ctx *cx, const char *path, const char *s)
+{
+    char echo[CFG_ECHO_MAX];
+    struct buf b;
+    const char *p = s;
+
+    if (s[0] != '/') {
+        cfg_err_key(cx, path, "\"%s\" is not an absolute path", cfg_echo(echo, sizeof(echo), s));
+        return NULL;
+    }
+    if (strlen(s) > CFG_DIR_MAX || !text_is_clean(s, strlen(s))) {
+        cfg_err_key(cx, path, "the path is longer than %zu bytes or holds control characters", CFG_DIR_MAX);
+        return NULL;
+    }
+    buf_init(&b, CFG_DIR_MAX);
+    while (*p != '\0') {
+        size_t n;
+
+        while (*p == '/')
+            p++;
+        n = strcspn(p, "/");
+        if (n == 0)
+            break;
+        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
+            cfg_err_key(cx, path, "\"%s\": \".\" and \"..\" are not allowed in the path",
+                        cfg_echo(echo, sizeof(echo), s));
+            buf_free(&b);
+            return NULL;
+        }
+        (void) buf_append_byte(&b, '/');
+        (void) buf_append(&b, p, n);
+        p += n;
+    }
+    if (buf_len(&b) == 0) {
+        cfg_err_key(cx, path, "the root directory cannot be used");
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_take(&b, NULL);
+}
+
+/* cfg_default_node - the host name, made to fit [A-Za-z0-9._-]{1,64} */
+static char *cfg_default_node(void)
+{
+    char h[256];
+    size_t n;
+
+    if (gethostname(h, sizeof(h)) != 0)
+        h[0] = '\0';
+    h[sizeof(h) - 1] = '\0';
+    n = strlen(h);
+    if (n > CFG_NODE_MAX)
+        n = CFG_NODE_MAX;
+    h[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (!cfg_is_alnum((unsigned char) h[i]) && h[i] != '.' && h[i] != '_' && h[i] != '-')
+            h[i] = '-';
+    return xstrdup(n > 0 ? h : "switchyard");
+}
+
+static const char *const cfg_level_names[] = { "debug", "info", "warning", "error" };
+static const char *const cfg_bare_names[] = { "reject", "normalize" };
+
+/* cfg_build_top - node, user, log */
+static void cfg_build_top(struct cfg_ctx *cx, const struct cfg_raw *r, struct config *cfg)
+{
+    const struct cfg_raw_log *lg = r->log;
+    const char *s;
+    int level;
+
+    s = cfg_val(cx, "node", r->node);
+    cfg->node = s != NULL ? cfg_name(cx, "node", s, CFG_NODE_MAX, "._-", "node name") : cfg_default_node();
+    s = cfg_val(cx, "user", r->user);
+    if (s != NULL) {
+        if (s[0] == '-')
+            cfg_err_key(cx, "user", "a user name cannot start with \"-\"");
+        else
+            cfg->user = cfg_name(cx, "user", s, CFG_USER_MAX, "._-", "user name");
+    }
+    (void) cfg_enum(cx, "log.level", lg != NULL ? lg->level : NULL, cfg_level_names, 4,
+                    "debug, info, warning, error", LOG_LVL_INFO, &level);
+    cfg->log.level = level;
+    (void) cfg_bool(cx, "log.syslog", lg != NULL ? lg->syslog : NULL, false, &cfg->log.syslog);
+}
+
+/* cfg_read_secret - a password file: regular, <= 4 KiB, one line.
+ * A copy owned by the caller, or NULL after an error. */
+static char *cfg_read_secret(struct cfg_ctx *cx, const char *path, const char *file)
+{
+    char data[CFG_PASSWORD_MAX + 2], echo[CFG_ECHO_MAX];
+    struct stat st;
+    size_t n = 0;
+    char *out = NULL;
+    int fd;
+
+    if (file[0] != '/') {
+        cfg_err_key(cx, path, "\"%s\" is not an absolute path", cfg_echo(echo, sizeof(echo), file));
+        return NULL;
+    }
+    fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        cfg_err_key(cx, path, "%s: %s", cfg_echo(echo, sizeof(echo), file), strerror(errno));
+        if (fd >= 0)
+            (void) close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        cfg_err_key(cx, path, "%s: not a regular file", cfg_echo(echo, sizeof(echo), file));
+        (void) close(fd);
+        return NULL;
+    }
+    if ((st.st_mode & (S_IRGRP | S_IROTH)) != 0)
+        log_warn(NULL, "%s: redis.password_file %s is readable by group or others (mode %04o)",
+                 cx->name, cfg_echo(echo, sizeof(echo), file), (unsigned) (st.st_mode & 07777));
+    /* Read one byte past the cap so that a file that grew is noticed. */
+    while (n < CFG_PASSWORD_MAX + 1) {
+        ssize_t got = read(fd, data + n, CFG_PASSWORD_MAX + 1 - n);
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            cfg_err_key(cx, path, "%s: %s", cfg_echo(echo, sizeof(echo), file), strerror(errno));
+            goto out;
+        }
+        if (got == 0)
+            break;
+        n += (size_t) got;
+    }
+    if (n > CFG_PASSWORD_MAX) {
+        cfg_err_key(cx, path, "%s: larger than %zu bytes", cfg_echo(echo, sizeof(echo), file), CFG_PASSWORD_MAX);
+        goto out;
+    }
+    if (n > 0 && data[n - 1] == '\n')
+        n--;
+    if (n > 0 && data[n - 1] == '\r')
+        n--;
+    if (n == 0) {
+        cfg_err_key(cx, path, "%s: the file is empty", cfg_echo(echo, sizeof(echo), file));
+        goto out;
+    }
+    if (memchr(data, '\0', n) != NULL || memchr(data, '\n', n) != NULL || memchr(data, '\r', n) != NULL) {
+        cfg_err_key(cx, path, "%s: the password must be one line without NUL, CR or LF",
+                    cfg_echo(echo, sizeof(echo), file));
+        goto out;
+    }
+    out = xmemdup0(data, n);
+out:
+    explicit_bzero(data, sizeof(data));
+    (void) close(fd);
+    return out;
+}
+
+/* cfg_addr_checked - parse an address key, reporting the reason */
+static bool cfg_addr_checked(struct cfg_ctx *cx, const char *path, const char *s, struct cfg_addr *a)
+{
+    char why[128], echo[CFG_ECHO_MAX];
+
+    if (cfg_addr_parse(s, a, why, sizeof(why)) == SY_OK)
+        return true;
+    cfg_err_key(cx, path, "\"%s\": %s", cfg_echo(echo, sizeof(echo), s), why);
+    return false;
+}
+
+/* cfg_build_redis - the Redis connection */
+static void cfg_build_redis(struct cfg_ctx *cx, const struct cfg_raw_redis *rr, struct cfg_redis *rc)
+{
+    static const struct cfg_raw_redis none;
+    const char *s, *pw, *pwfile;
+
+    if (rr == NULL)
+        rr = &none;
+    s = cfg_val(cx, "redis.address", rr->address);
+    if (s != NULL && cfg_addr_checked(cx, "redis.address", s, &rc->addr))
+        rc->address = xstrdup(s);
+    pw = cfg_val(cx, "redis.password", rr->password);
+    pwfile = cfg_val(cx, "redis.password_file", rr->password_file);
+    if (pw != NULL && pwfile != NULL) {
+        cfg_err_key(cx, "redis.password_file", "set either redis.password or redis.password_file, not both");
+    } else if (pw != NULL) {
+        /* The value is never echoed: it is a secret. */
+        if (strcmp(pw, CFG_REDACTED) == 0)
+            cfg_err_key(cx, "redis.password", "\"%s\" is the placeholder written by check-config: "
+                        "put the real password here, or use password_file", CFG_REDACTED);
+        else if (pw[0] == '\0' || !text_is_clean(pw, strlen(pw)))
+            cfg_err_key(cx, "redis.password", "the password must be non-empty, without control characters");
+        else
+            rc->password = xstrdup(pw);
+    } else if (pwfile != NULL) {
+        rc->password = cfg_read_secret(cx, "redis.password_file", pwfile);
+    }
+    (void) cfg_unsigned(cx, "redis.db", rr->db, 0, 15, 0, &rc->db);
+    s = cfg_val(cx, "redis.prefix", rr->prefix);
+    rc->prefix = s != NULL ? cfg_name(cx, "redis.prefix", s, CFG_PREFIX_MAX, "_-", "key prefix") : xstrdup("sy");
+    (void) cfg_duration(cx, "redis.connect_timeout", rr->connect_timeout, 100, 60 * CFG_SEC,
+                        2 * CFG_SEC, &rc->connect_timeout_ms);
+    (void) cfg_duration(cx, "redis.command_timeout", rr->command_timeout, 100, 300 * CFG_SEC,
+                        2 * CFG_SEC, &rc->command_timeout_ms);
+}
+
+/* cfg_mode - permissions, always octal as chmod(1) reads them: "0660", 660, "0o660" */
+static bool cfg_mode(struct cfg_ctx *cx, const char *path, const char *raw, unsigned *out)
+{
+    const char *s = cfg_val(cx, path, raw);
+    char echo[CFG_ECHO_MAX];
+    unsigned v = 0;
+    size_t i = 0, n;
+
+    *out = 0660;
+    if (s == NULL)
+        return true;
+    if (s[0] == '0' && (s[1] == 'o' || s[1] == 'O'))
+        i = 2;
+    n = strlen(s);
+    if (i == n || n - i > 4)
+        goto bad;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '7')
+            goto bad;
+        v = v * 8 + (unsigned) (s[i] - '0');
+    }
+    if (v > 0777)
+        goto bad;
+    *out = v;
+    return true;
+bad:
+    cfg_err_key(cx, path, "expected octal permissions from 0000 to 0777, got \"%s\"",
+                cfg_echo(echo, sizeof(echo), s));
+    return false;
+}
+
+static bool cfg_addr_equal(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+    if (a->is_unix != b->is_unix)
+        return false;
+    if (a->is_unix)
+        return a->path != NULL && b->path != NULL && strcmp(a->path, b->path) == 0;
+    return a->host != NULL && b->host != NULL && a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+/* cfg_build_listener - one lmtp.listeners[i] entry */
+static void cfg_build_listener(struct cfg_ctx *cx, size_t i, const struct cfg_raw_listener *rl,
+                               struct cfg_listener *l)
+{
+    char p[CFG_KEYPATH_MAX];
+    const char *s;
+
+    (void) snprintf(p, sizeof(p), "lmtp.listeners[%zu].name", i);
+    s = cfg_val(cx, p, rl->name);
+    if (s != NULL) {
+        l->name = cfg_name(cx, p, s, 64, "._-", "listener name");
+    } else {
+        char def[32];
+
+        (void) snprintf(def, sizeof(def), "lmtp%zu", i);
+        l->name = xstrdup(def);
+    }
+    (void) snprintf(p, sizeof(p), "lmtp.listeners[%zu].address", i);
+    s = cfg_val(cx, p, rl->address);
+    if (s == NULL) {
+        cfg_err_key(cx, p, "required key is missing (unix:/path or host:port)");
+    } else if (cfg_addr_checked(cx, p, s, &l->addr)) {
+        l->address = xstrdup(s);
+        /* RFC 2033 section 5: LMTP must not be offered on the SMTP port. */
+        if (!l->addr.is_unix && l->addr.port == 25)
+            cfg_err_key(cx, p, "TCP port 25 is refused: LMTP must not be used on the SMTP port "
+                        "(RFC 2033 section 5)");
+    }
+    (void) snprintf(p, sizeof(p), "lmtp.listeners[%zu].mode", i);
+    (void) cfg_mode(cx, p, rl->mode, &l->mode);
+    (void) snprintf(p, sizeof(p), "lmtp.listeners[%zu].trusted", i);
+    (void) cfg_bool(cx, p, rl->trusted, false, &l->trusted);
+}
+
+/* cfg_build_lmtp - limits, timeouts and the listeners */
+static void cfg_build_lmtp(struct cfg_ctx *cx, const struct cfg_raw_lmtp *rm, struct config *cfg)
+{
+    static const struct cfg_raw_lmtp none;
+    struct cfg_lmtp *lc = &cfg->lmtp;
+    const char *s;
+    uint64_t v;
+    bool soft_ok, hard_ok;
+    int bare;
+
+    if (rm == NULL)
+        rm = &none;
+    s = cfg_val(cx, "lmtp.hostname", rm->hostname);
+    if (s != NULL)
+        lc->hostname = cfg_name(cx, "lmtp.hostname", s, CFG_HOSTNAME_MAX, ".-_:[]", "host name");
+    else if (cfg->node != NULL)
+        lc->hostname = xstrdup(cfg->node);
+    (void) cfg_unsigned(cx, "lmtp.max_connections", rm->max_connections, 1, 10000, 100, &lc->max_connections);
+    /* RFC 5321 4.5.3.1.4: a command line of at least 512 octets incl. CRLF. */
+    (void) cfg_uint(cx, "lmtp.line_length_limit", rm->line_length_limit, 512, 65536, 2048, &v);
+    lc->line_length_limit = (size_t) v;
+    (void) cfg_size(cx, "lmtp.message_size_limit", rm->message_size_limit, CFG_KIB, 2 * CFG_GIB,
+                    10240000, &lc->message_size_limit);
+    /* RFC 5321 4.5.3.1.8: at least 100 recipients must be accepted. */
+    (void) cfg_unsigned(cx, "lmtp.recipient_limit", rm->recipient_limit, 100, 100000, 1000, &lc->recipient_limit);
+    soft_ok = cfg_unsigned(cx, "lmtp.soft_error_limit", rm->soft_error_limit, 1, 1000, 10, &lc->soft_error_limit);
+    hard_ok = cfg_unsigned(cx, "lmtp.hard_error_limit", rm->hard_error_limit, 1, 1000, 20, &lc->hard_error_limit);
+    if (soft_ok && hard_ok && lc->hard_error_limit < lc->soft_error_limit)
+        cfg_err_key(cx, cfg_val(cx, "lmtp.hard_error_limit", rm->hard_error_limit) != NULL ?
+                    "lmtp.hard_error_limit" : "lmtp.soft_error_limit",
+                    "hard_error_limit (%u) must not be lower than soft_error_limit (%u)",
+                    lc->hard_error_limit, lc->soft_error_limit);
+    (void) cfg_unsigned(cx, "lmtp.junk_command_limit", rm->junk_command_limit, 1, 10000, 100,
+                        &lc->junk_command_limit);
+    (void) cfg_duration(cx, "lmtp.command_timeout", rm->command_timeout, CFG_SEC, CFG_HOUR,
+                        300 * CFG_SEC, &lc->command_timeout_ms);
+    (void) cfg_duration(cx, "lmtp.data_timeout", rm->data_timeout, CFG_SEC, CFG_HOUR,
+                        300 * CFG_SEC, &lc->data_timeout_ms);
+    (void) cfg_size(cx, "lmtp.min_data_rate", rm->min_data_rate, 0, 1000000000, 500, &lc->min_data_rate);
+    (void) cfg_enum(cx, "lmtp.bare_line_endings", rm->bare_line_endings, cfg_bare_names, 2,
+                    "reject, normalize", CFG_BARE_REJECT, &bare);
+    lc->bare_line_endings = bare;
+    (void) cfg_duration(cx, "lmtp.futurerelease_max", rm->futurerelease_max, CFG_SEC, 365 * CFG_DAY,
+                        7 * CFG_DAY, &lc->futurerelease_max_ms);
+
+    if (rm->listeners_count == 0) {
+        cfg_err_key(cx, "lmtp.listeners", "at least one listener is required");
+        return;
+    }
+    lc->nlisteners = rm->listeners_count;
+    lc->listeners = xcalloc(lc->nlisteners, sizeof(*lc->listeners));
+    for (size_t i = 0; i < lc->nlisteners; i++) {
+        char p[CFG_KEYPATH_MAX];
+
+        cfg_build_listener(cx, i, &rm->listeners[i], &lc->listeners[i]);
+        for (size_t j = 0; j < i; j++) {
+            const struct cfg_listener *a = &lc->listeners[j], *b = &lc->listeners[i];
+
+            if (a->name != NULL && b->name != NULL && strcmp(a->name, b->name) == 0) {
+                (void) snprintf(p, sizeof(p), "lmtp.listeners[%zu].name", i);
+                cfg_err_key(cx, p, "the name \"%s\" is already used by lmtp.listeners[%zu]", b->name, j);
+            }
+            if (b->address != NULL && a->address != NULL && cfg_addr_equal(&a->addr, &b->addr)) {
+                (void) snprintf(p, sizeof(p), "lmtp.listeners[%zu].address", i);
+                cfg_err_key(cx, p, "the same address as lmtp.listeners[%zu]", j);
+            }
+        }
+    }
+}
+
+/* cfg_build_rest - spool, delivery, capture */
+static void cfg_build_rest(struct cfg_ctx *cx, const struct cfg_raw *r, struct config *cfg)
+{
+    static const struct cfg_raw_delivery nodel;
+    const struct cfg_raw_delivery *rd = r->delivery != NULL ? r->delivery : &nodel;
+    struct cfg_delivery *dc = &cfg->delivery;
+    const char *s;
+    bool first_ok, max_ok;
+
+    s = cfg_val(cx, "spool.dir", r->spool != NULL ? r->spool->dir : NULL);
+    if (s == NULL)
+        cfg_err_key(cx, "spool.dir", "required key is missing (the spool directory)");
+    else
+        cfg->spool.dir = cfg_dir(cx, "spool.dir", s);
+    (void) cfg_size(cx, "spool.min_free", r->spool != NULL ? r->spool->min_free : NULL, 0,
+                    1024 * CFG_GIB, 2 * cfg->lmtp.message_size_limit, &cfg->spool.min_free);
+
+    s = cfg_val(cx, "delivery.default_transport", rd->default_transport);
+    dc->default_transport = s != NULL ?
+        cfg_name(cx, "delivery.default_transport", s, 64, "._-", "transport name") : xstrdup("capture");
+    (void) cfg_unsigned(cx, "delivery.workers", rd->workers, 0, 256, 4, &dc->workers);
+    first_ok = cfg_duration(cx, "delivery.retry_first", rd->retry_first, CFG_SEC, CFG_DAY,
+                            5 * CFG_MIN, &dc->retry_first_ms);
+    max_ok = cfg_duration(cx, "delivery.retry_max", rd->retry_max, CFG_SEC, 7 * CFG_DAY,
+                          4 * CFG_HOUR, &dc->retry_max_ms);
+    if (first_ok && max_ok && dc->retry_max_ms < dc->retry_first_ms) {
+        char a[32], b[32];
+
+        cfg_err_key(cx, cfg_val(cx, "delivery.retry_max", rd->retry_max) != NULL ?
+                    "delivery.retry_max" : "delivery.retry_first",
+                    "retry_max (%s) must not be shorter than retry_first (%s)",
+                    cfg_fmt_duration(a, sizeof(a), dc->retry_max_ms),
+                    cfg_fmt_duration(b, sizeof(b), dc->retry_first_ms));
+    }
+    (void) cfg_duration(cx, "delivery.expiry", rd->expiry, CFG_MIN, 30 * CFG_DAY, 5 * CFG_DAY, &dc->expiry_ms);
+    (void) cfg_duration(cx, "delivery.lease", rd->lease, 10 * CFG_SEC, CFG_DAY, 10 * CFG_MIN, &dc->lease_ms);
+
+    s = cfg_val(cx, "capture.dir", r->capture != NULL ? r->capture->dir : NULL);
+    if (s != NULL) {
+        cfg->capture.dir = cfg_dir(cx, "capture.dir", s);
+    } else if (cfg->spool.dir != NULL) {
+        /* The sibling of the spool: /var/spool/switchyard/{spool,capture}. */
+        const char *slash = strrchr(cfg->spool.dir, '/');
+        size_t n = (size_t) (slash - cfg->spool.dir);
+        struct buf d;
+
+        buf_init(&d, CFG_DIR_MAX + 16);
+        (void) buf_append(&d, cfg->spool.dir, n);
+        (void) buf_append_str(&d, "/capture");
+        cfg->capture.dir = buf_take(&d, NULL);
+    }
+    if (cfg->capture.dir != NULL && cfg->spool.dir != NULL && strcmp(cfg->capture.dir, cfg->spool.dir) == 0)
+        cfg_err_key(cx, s != NULL ? "capture.dir" : "spool.dir",
+                    "capture.dir and spool.dir must be different directories");
+}
+
+/* cfg_build - pass 3: a validated config, or NULL after errors */
+static struct config *cfg_build(struct cfg_ctx *cx, const struct cfg_raw *r, const char *name)
+{
+    struct config *cfg = xcalloc(1, sizeof(*cfg));
+
+    cfg->path = xstrdup(name != NULL ? name : "<config>");
+    cfg_build_top(cx, r, cfg);
+    cfg_build_redis(cx, r->redis, &cfg->redis);
+    cfg_build_lmtp(cx, r->lmtp, cfg);
+    cfg_build_rest(cx, r, cfg);
+    if (cx->nproblems > 0) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* cfg_raw_scrub - wipe the inline password before libcyaml frees it */
+static void cfg_raw_scrub(struct cfg_raw *r)
+{
+    if (r != NULL && r->redis != NULL && r->redis->password != NULL)
+        explicit_bzero(r->redis->password, strlen(r->redis->password));
+}
+
+/* ---- public interface ---------------------------------------------------- */
+
+struct config *config_load_mem(const char *name, const char *yaml, size_t len, struct buf *errors)
+{
+    struct cfg_raw *raw = NULL;
+    struct config *cfg = NULL;
+    struct cfg_ctx cx;
+    cyaml_config_t cc = {
+        .log_fn = cfg_cyaml_log,
+        .log_ctx = &cx,
+        .mem_fn = cyaml_mem,
+        .log_level = CYAML_LOG_ERROR,
+        /* Unknown keys were reported by the scan; let the load go on so
+         * that the values can still be checked in the same run. */
+        .flags = CYAML_CFG_NO_ALIAS | CYAML_CFG_IGNORE_UNKNOWN_KEYS,
+    };
+    cyaml_err_t rc;
+
+    cfg_ctx_init(&cx, name);
+    if (len > CFG_FILE_MAX) {
+        cfg_err_at(&cx, 0, "", "the configuration is larger than %zu bytes", CFG_FILE_MAX);
+    } else if (yaml == NULL || len == 0) {
+        cfg_err_at(&cx, 1, "", "the configuration is empty");
+    } else {
+        cfg_scan(&cx, yaml, len);
+        if (!cx.fatal) {
+            rc = cyaml_load_data((const uint8_t *) yaml, len, &cc, &cfg_schema, (cyaml_data_t **) &raw, NULL);
+            if (rc != CYAML_OK || raw == NULL) {
+                cfg_cyaml_report(&cx, rc);
+            } else {
+                cfg = cfg_build(&cx, raw, name);
+                cfg_raw_scrub(raw);
+                (void) cyaml_free(&cc, &cfg_schema, raw, 0);
+            }
+        }
+    }
+    if (cx.nproblems > 0) {
+        config_free(cfg);
+        cfg = NULL;
+    }
+    cfg_ctx_flush(&cx, errors);
+    cfg_ctx_free(&cx);
+    return cfg;
+}
+
+/* config_load_fail - an error about the file itself (no line to name) */
+__attribute__((format(printf, 3, 4)))
+static void config_load_fail(struct buf *errors, const char *path, const char *fmt, ...)
+{
+    char name[CFG_NAME_MAX], msg[256];
+    va_list ap;
+
+    if (errors == NULL)
+        return;
+    va_start(ap, fmt);
+    (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    (void) buf_printf(errors, "%s: %s\n", log_safe(name, sizeof(name), path), msg);
+}
+
+struct config *config_load(const char *path, struct buf *errors)
+{
+    struct config *cfg;
+    struct stat st;
+    size_t n = 0;
+    char *data;
+    int fd;
+
+    /* O_NONBLOCK: opening a FIFO must not hang; it is refused below. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        config_load_fail(errors, path, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        config_load_fail(errors, path, "not a regular file");
+        (void) close(fd);
+        return NULL;
+    }
+    if ((uint64_t) st.st_size > CFG_FILE_MAX) {
+        config_load_fail(errors, path, "the file is larger than %zu bytes", CFG_FILE_MAX);
+        (void) close(fd);
+        return NULL;
+    }
+    data = xmalloc(CFG_FILE_MAX + 1);
+    while (n < CFG_FILE_MAX + 1) {
+        ssize_t got = read(fd, data + n, CFG_FILE_MAX + 1 - n);
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            config_load_fail(errors, path, "read: %s", strerror(errno));
+            (void) close(fd);
+            free(data);
+            return NULL;
+        }
+        if (got == 0)
+            break;
+        n += (size_t) got;
+    }
+    (void) close(fd);
+    if (n > CFG_FILE_MAX) {
+        config_load_fail(errors, path, "the file is larger than %zu bytes", CFG_FILE_MAX);
+        cfg = NULL;
+    } else {
+        cfg = config_load_mem(path, data, n, errors);
+    }
+    /* The file may hold the Redis password. */
+    explicit_bzero(data, n);
+    free(data);
+    return cfg;
+}
+
+/* ---- dump ---------------------------------------------------------------- */
+
+/* cfg_dump_str - s as a YAML double-quoted scalar */
+static void cfg_dump_str(FILE *out, const char *s)
+{
+    (void) fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *) s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            (void) fprintf(out, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            (void) fprintf(out, "\\x%02x", *p);
+        else
+            (void) fputc(*p, out);
+    }
+    (void) fputc('"', out);
+}
+
+/* cfg_dump_kv - "<indent>key: "value"" */
+static void cfg_dump_kv(FILE *out, const char *indent, const char *key, const char *s)
+{
+    (void) fprintf(out, "%s%s: ", indent, key);
+    cfg_dump_str(out, s);
+    (void) fputc('\n', out);
+}
+
+static void cfg_dump_dur(FILE *out, const char *indent, const char *key, uint64_t ms)
+{
+    char d[32];
+
+    (void) fprintf(out, "%s%s: %s\n", indent, key, cfg_fmt_duration(d, sizeof(d), ms));
+}
+
+void config_dump(const struct config *cfg, FILE *out)
+{
+    const struct cfg_lmtp *lc = &cfg->lmtp;
+    const struct cfg_delivery *dc = &cfg->delivery;
+    int level = cfg->log.level;
+    char name[CFG_NAME_MAX];
+
+    if (level < 0 || level > LOG_LVL_ERROR)
+        level = LOG_LVL_INFO;
+    (void) fprintf(out, "# switchyard configuration (%s), every default filled in\n",
+                   log_safe(name, sizeof(name), cfg->path));
+    cfg_dump_kv(out, "", "node", cfg->node);
+    if (cfg->user != NULL)
+        cfg_dump_kv(out, "", "user", cfg->user);
+    else
+        (void) fputs("# user: (not set: no privilege drop)\n", out);
+    (void) fprintf(out, "log:\n  level: %s\n  syslog: %s\n", cfg_level_names[level],
+                   cfg->log.syslog ? "true" : "false");
+
+    (void) fputs("redis:\n", out);
+    if (cfg->redis.address != NULL)
+        cfg_dump_kv(out, "  ", "address", cfg->redis.address);
+    else
+        (void) fputs("  # address: (not set: localserve starts its own Redis)\n", out);
+    if (cfg->redis.password != NULL)
+        cfg_dump_kv(out, "  ", "password", CFG_REDACTED);
+    else
+        (void) fputs("  # password: (not set)\n", out);
+    (void) fprintf(out, "  db: %u\n", cfg->redis.db);
+    cfg_dump_kv(out, "  ", "prefix", cfg->redis.prefix);
+    cfg_dump_dur(out, "  ", "connect_timeout", cfg->redis.connect_timeout_ms);
+    cfg_dump_dur(out, "  ", "command_timeout", cfg->redis.command_timeout_ms);
+
+    (void) fputs("spool:\n", out);
+    cfg_dump_kv(out, "  ", "dir", cfg->spool.dir);
+    (void) fprintf(out, "  min_free: %llu\n", (unsigned long long) cfg->spool.min_free);
+
+    (void) fputs("lmtp:\n", out);
+    cfg_dump_kv(out, "  ", "hostname", lc->hostname);
+    (void) fprintf(out, "  max_connections: %u\n  line_length_limit: %zu\n  message_size_limit: %llu\n"
+                   "  recipient_limit: %u\n  soft_error_limit: %u\n  hard_error_limit: %u\n"
+                   "  junk_command_limit: %u\n",
+                   lc->max_connections, lc->line_length_limit, (unsigned long long) lc->message_size_limit,
+                   lc->recipient_limit, lc->soft_error_limit, lc->hard_error_limit, lc->junk_command_limit);
+    cfg_dump_dur(out, "  ", "command_timeout", lc->command_timeout_ms);
+    cfg_dump_dur(out, "  ", "data_timeout", lc->data_timeout_ms);
+    (void) fprintf(out, "  min_data_rate: %llu\n  bare_line_endings: %s\n",
+                   (unsigned long long) lc->min_data_rate,
+                   cfg_bare_names[lc->bare_line_endings == CFG_BARE_NORMALIZE]);
+    cfg_dump_dur(out, "  ", "futurerelease_max", lc->futurerelease_max_ms);
+    (void) fputs("  listeners:\n", out);
+    for (size_t i = 0; i < lc->nlisteners; i++) {
+        const struct cfg_listener *l = &lc->listeners[i];
+
+        cfg_dump_kv(out, "    - ", "name", l->name);
+        cfg_dump_kv(out, "      ", "address", l->address);
+        (void) fprintf(out, "      mode: \"%04o\"\n      trusted: %s\n", l->mode & 0777,
+                       l->trusted ? "true" : "false");
+    }
+
+    (void) fputs("delivery:\n", out);
+    cfg_dump_kv(out, "  ", "default_transport", dc->default_transport);
+    (void) fprintf(out, "  workers: %u\n", dc->workers);
+    cfg_dump_dur(out, "  ", "retry_first", dc->retry_first_ms);
+    cfg_dump_dur(out, "  ", "retry_max", dc->retry_max_ms);
+    cfg_dump_dur(out, "  ", "expiry", dc->expiry_ms);
+    cfg_dump_dur(out, "  ", "lease", dc->lease_ms);
+
+    (void) fputs("capture:\n", out);
+    cfg_dump_kv(out, "  ", "dir", cfg->capture.dir);
+}
+
+/* ---- free, addresses ----------------------------------------------------- */
+
+void config_free(struct config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < cfg->lmtp.nlisteners; i++) {
+        free(cfg->lmtp.listeners[i].name);
+        free(cfg->lmtp.listeners[i].address);
+        cfg_addr_free(&cfg->lmtp.listeners[i].addr);
+    }
+    free(cfg->lmtp.listeners);
+    free(cfg->lmtp.hostname);
+    free(cfg->redis.address);
+    cfg_addr_free(&cfg->redis.addr);
+    if (cfg->redis.password != NULL) {
+        explicit_bzero(cfg->redis.password, strlen(cfg->redis.password));
+        free(cfg->redis.password);
+    }
+    free(cfg->redis.prefix);
+    free(cfg->spool.dir);
+    free(cfg->delivery.default_transport);
+    free(cfg->capture.dir);
+    free(cfg->node);
+    free(cfg->user);
+    free(cfg->path);
+    free(cfg);
+}
+
+/* cfg_addr_why - fill why and return SY_ESYNTAX */
+__attribute__((format(printf, 3, 4)))
+static int cfg_addr_why(char *why, size_t whysize, const char *fmt, ...)
+{
+    if (why != NULL && whysize > 0) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(why, whysize, fmt, ap);
+        va_end(ap);
+    }
+    return SY_ESYNTAX;
+}
+
+int cfg_addr_parse(const char *s, struct cfg_addr *out, char *why, size_t whysize)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    unsigned char bin[sizeof(struct in6_addr)];
+    const char *h, *port;
+    size_t hlen;
+    uint64_t v;
+    int family;
+
+    memset(out, 0, sizeof(*out));
+    if (s == NULL || s[0] == '\0')
+        return cfg_addr_why(why, whysize, "the address is empty");
+    if (!text_is_clean(s, strlen(s)))
+        return cfg_addr_why(why, whysize, "the address holds control characters");
+    if (strncmp(s, "unix:", 5) == 0) {
+        const char *p = s + 5;
+
+        if (p[0] != '/')
+            return cfg_addr_why(why, whysize, "a UNIX socket needs an absolute path (unix:/path)");
+        /* The path must fit in sun_path with its NUL. */
+        if (strlen(p) >= sizeof(((struct sockaddr_un *) NULL)->sun_path))
+            return cfg_addr_why(why, whysize, "the socket path is longer than %zu bytes",
+                                sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1);
+        out->is_unix = true;
+        out->path = xstrdup(p);
+        return SY_OK;
+    }
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+
+        if (close == NULL || close[1] != ':')
+            return cfg_addr_why(why, whysize, "expected [IPv6-address]:port");
+        h = s + 1;
+        hlen = (size_t) (close - h);
+        port = close + 2;
+        family = AF_INET6;
+    } else {
+        const char *colon = strrchr(s, ':');
+
+        if (colon == NULL)
+            return cfg_addr_why(why, whysize, "expected unix:/path, host:port or [IPv6-address]:port");
+        h = s;
+        hlen = (size_t) (colon - s);
+        port = colon + 1;
+        family = AF_INET;
+        if (memchr(h, ':', hlen) != NULL)
+            return cfg_addr_why(why, whysize, "an IPv6 address must be written in brackets: [::1]:port");
+    }
+    if (hlen == 0 || hlen >= sizeof(host))
+        return cfg_addr_why(why, whysize, "the host must be a numeric IP address or localhost");
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    if (text_parse_u64(port, strlen(port), 1, 65535, &v) != SY_OK)
+        return cfg_addr_why(why, whysize, "the port must be a number from 1 to 65535");
+    if (family == AF_INET && strcmp(host, "localhost") == 0) {
+        out->host = xstrdup("127.0.0.1");
+    } else if (inet_pton(family, host, bin) == 1) {
+        out->host = xstrdup(host);
+    } else {
+        /* No DNS at start-up: a name could resolve differently tomorrow. */
+        return cfg_addr_why(why, whysize, family == AF_INET6 ? "not a valid IPv6 address" :
+                            "the host must be a numeric IP address or localhost");
+    }
+    out->port = (unsigned) v;
+    return SY_OK;
+}
+
+void cfg_addr_free(struct cfg_addr *a)
+{
+    if (a == NULL)
+        return;
+    free(a->path);
+    free(a->host);
+    a->path = NULL;
+    a->host = NULL;
+}
