@@ -114,6 +114,12 @@ static void deliver_one(struct deliver *d, struct queue *q, const struct queue_c
         env_free(&env);
         return;
     }
+    if (rc == SY_EIO) {
+        /* A read error may pass: the lease brings the recipient back. */
+        log_warn(c->qid, "spool file read error, retrying later: %s", err.text);
+        env_free(&env);
+        return;
+    }
     if (rc != SY_OK || c->idx >= env.nrcpt) {
         /* A corrupt file is kept for the operator; never delivered. */
         log_error(c->qid, "spool file unusable: %s", err.text);

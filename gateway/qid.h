@@ -20,11 +20,13 @@
 /* Writes a new id and its NUL into buf (QID_SIZE bytes). */
 void qid_new(char buf[QID_SIZE]);
 /* Makes later ids sort after `floor` (an id seen in the spool at start-up),
- * so ids are never reused after a clock step backwards. */
+ * so ids are never reused after a clock step backwards. An invalid floor
+ * is ignored. */
 void qid_floor(const char *floor);
 /* 1 when s is a well-formed queue id (exactly QID_LEN valid characters). */
 int qid_valid(const char *s);
-/* Microseconds since the epoch encoded in a valid id. */
+/* Microseconds since the epoch encoded in a valid id; -1 when qid is not
+ * a valid id. */
 int64_t qid_time_us(const char *qid);
 
 #endif
