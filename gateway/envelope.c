@@ -36,6 +36,7 @@ void env_reset_txn(struct envelope *e)
     e->body = ENV_BODY_UNSET;
     e->flags = 0;
     e->size_declared = 0;
+    e->size = 0;
     e->hold_until = 0;
     e->arrival_us = 0;
 }

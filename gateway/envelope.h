@@ -46,6 +46,9 @@ struct envelope {
     int body;               /* enum env_body */
     unsigned flags;         /* enum env_flag bits */
     uint64_t size_declared; /* SIZE= value, 0 when not given */
+    uint64_t size;          /* message bytes as stored: set by intake at
+                             * commit and by spool_read() (from the spool
+                             * trailer, not the envelope record) */
     int64_t hold_until;     /* FUTURERELEASE: unix time, 0 = none */
     int64_t arrival_us;     /* arrival time, unix microseconds */
 

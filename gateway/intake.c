@@ -9,6 +9,8 @@
  */
 #include "gateway/intake.h"
 
+#include "gateway/digest.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,10 @@
 #define INTAKE_HEADER_MAX ((size_t) 102400)
 /* RFC 5322 §2.1.1: a line is at most 998 characters. */
 #define INTAKE_MSGID_MAX ((size_t) 998)
+/* How long a committed message's digest is remembered, to recognise an
+ * MTA's retry of a message whose 250 it never read. Postfix retries such a
+ * message within its backoff (minutes to hours); two days is ample. */
+#define INTAKE_DEDUP_TTL_S ((int64_t) 2 * 86400)
 
 struct intake {
     const struct config *cfg;
@@ -44,6 +50,7 @@ struct intake_txn {
     int eightbit;
     int in_headers;                 /* still inside the header section */
     struct buf hdr;                 /* header section, bounded by INTAKE_HEADER_MAX */
+    struct digest *dg;              /* envelope + message, for duplicate detection */
 };
 
 struct intake *intake_new(const struct config *cfg, struct spool *sp, struct queue_pool *qp)
@@ -116,6 +123,7 @@ struct intake_txn *intake_begin(struct intake *in, const struct envelope *env,
     }
     t->in_headers = 1;
     buf_init(&t->hdr, INTAKE_HEADER_MAX);
+    t->dg = digest_begin(&t->env);
     return t;
 }
 
@@ -168,6 +176,7 @@ int intake_write(struct intake_txn *t, const void *p, size_t n, struct sy_err *e
                 break;
             }
     intake_scan_headers(t, p, n);
+    digest_update(t->dg, p, n);
     t->size += n;
     return spool_write(t->w, p, n, err);
 }
@@ -229,13 +238,17 @@ int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err)
 {
     struct intake *in = t->in;
     struct queue *q;
+    char hex[DIGEST_HEX_SIZE], dup[QID_SIZE] = "";
     int64_t next_ms;
     int rc;
 
     if (t->eightbit)
         t->env.flags |= ENV_F_8BIT;
+    t->env.size = t->size;
     free(t->env.message_id);
     t->env.message_id = intake_find_msgid(&t->hdr);
+    digest_final(t->dg, hex);
+    t->dg = NULL;
 
     rc = spool_commit(t->w, &t->env, err);
     t->w = NULL;
@@ -253,7 +266,8 @@ int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err)
     if (q == NULL) {
         rc = SY_ETEMP;
     } else {
-        rc = queue_insert(q, t->qid, &t->env, NULL, next_ms, err);
+        rc = queue_insert_dedup(q, t->qid, &t->env, NULL, next_ms, hex, INTAKE_DEDUP_TTL_S,
+                                dup, err);
         queue_put(in->qp, q);
     }
     if (rc != SY_OK) {
@@ -268,6 +282,17 @@ int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err)
         goto out;
     }
 
+    if (dup[0] != '\0') {
+        struct sy_err rmerr;
+
+        /* The MTA's retry of a message we already hold: answer for the
+         * first copy and drop this one. */
+        log_info(t->qid, "duplicate of %s (the MTA retried a message whose reply it lost): dropped", dup);
+        if (spool_remove(in->sp, t->qid, &rmerr) != SY_OK)
+            log_error(t->qid, "cannot remove duplicate spool file: %s", rmerr.text);
+        memcpy(qid, dup, QID_SIZE);
+        goto out;
+    }
     {
         char from[LOG_SAFE_MAX], client[LOG_SAFE_MAX], mid[LOG_SAFE_MAX];
 
@@ -285,6 +310,7 @@ int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err)
     pthread_mutex_unlock(&in->lock);
 
 out:
+    digest_free(t->dg);
     buf_free(&t->hdr);
     env_free(&t->env);
     free(t);
@@ -296,9 +322,40 @@ void intake_abort(struct intake_txn *t)
     if (t == NULL)
         return;
     spool_abort(t->w);
+    digest_free(t->dg);
     buf_free(&t->hdr);
     env_free(&t->env);
     free(t);
+}
+
+/* intake_digest_file - the duplicate digest of a spool file's message */
+static int intake_digest_file(struct spool *sp, const char *qid, const struct envelope *env,
+                              uint64_t off, uint64_t len, char hex[DIGEST_HEX_SIZE],
+                              struct sy_err *err)
+{
+    char chunk[65536];
+    struct digest *d;
+    int fd = spool_open_message(sp, qid, err);
+
+    if (fd < 0)
+        return SY_EIO;
+    d = digest_begin(env);
+    while (len > 0) {
+        size_t want = len < sizeof(chunk) ? (size_t) len : sizeof(chunk);
+        ssize_t n = pread(fd, chunk, want, (off_t) off);
+
+        if (n <= 0) {
+            digest_free(d);
+            (void) close(fd);
+            return sy_err_set(err, SY_EIO, "4.3.0", "reading spool file %s failed", qid);
+        }
+        digest_update(d, chunk, (size_t) n);
+        off += (uint64_t) n;
+        len -= (uint64_t) n;
+    }
+    (void) close(fd);
+    digest_final(d, hex);
+    return SY_OK;
 }
 
 /* intake_reindex - one spool file: put it back into Redis when missing */
@@ -337,10 +394,26 @@ static int intake_reindex(const char *qid, void *arg)
     }
     {
         int64_t next_ms = clock_real_ms();
+        char hex[DIGEST_HEX_SIZE], dup[QID_SIZE] = "";
 
         if (env.hold_until > 0 && env.hold_until * 1000 > next_ms)
             next_ms = env.hold_until * 1000;
-        r->rc = queue_insert(r->q, qid, &env, NULL, next_ms, r->err);
+        if (intake_digest_file(r->in->sp, qid, &env, off, len, hex, &e) != SY_OK) {
+            log_error(qid, "spool file unreadable, not re-indexed: %s", e.text);
+            r->corrupt++;
+            env_free(&env);
+            return 0;
+        }
+        r->rc = queue_insert_dedup(r->q, qid, &env, NULL, next_ms, hex, INTAKE_DEDUP_TTL_S,
+                                   dup, r->err);
+        if (r->rc == SY_OK && dup[0] != '\0') {
+            /* Committed to disk, then the MTA's retry made it into Redis
+             * first: this copy is the duplicate. */
+            log_info(qid, "duplicate of %s found in the spool: removed", dup);
+            (void) spool_remove(r->in->sp, qid, &e);
+            env_free(&env);
+            return 0;
+        }
     }
     if (r->rc == SY_OK)
         log_info(qid, "re-indexed from spool: nrcpt=%zu", env.nrcpt);

@@ -113,7 +113,7 @@ int main(int argc, char **argv)
     }
     argv++;
     argc--;
-    while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             path = optarg;

@@ -58,10 +58,17 @@ int queue_ping(struct queue *q, struct sy_err *err);
 /* Records a new message and its recipients atomically: message hash,
  * per-recipient records, the message index, and for each recipient either
  * the schedule (score next_ms) or the held set (held[i] != 0; held may be
- * NULL). spool_name is the spool file's name. Idempotent: when the message
- * already exists nothing changes and SY_OK is returned. */
+ * NULL). Idempotent: when the message already exists nothing changes and
+ * SY_OK is returned. */
 int queue_insert(struct queue *q, const char *qid, const struct envelope *env,
                  const unsigned char *held, int64_t next_ms, struct sy_err *err);
+/* The same, remembering digest (64 lowercase hex digits: digest.h) for
+ * ttl_s seconds in the same script. When the digest is already known, the
+ * message is the MTA's retry of an earlier one: nothing is written and
+ * dup_qid receives the earlier queue id (otherwise dup_qid is ""). */
+int queue_insert_dedup(struct queue *q, const char *qid, const struct envelope *env,
+                       const unsigned char *held, int64_t next_ms, const char *digest,
+                       int64_t ttl_s, char dup_qid[QID_SIZE], struct sy_err *err);
 
 /* 1 when the message is known to Redis, 0 when not, < 0 on error. */
 int queue_exists(struct queue *q, const char *qid, struct sy_err *err);
@@ -120,7 +127,7 @@ struct queue_msg_info {
     char *sender;
     char *listener;
     char *mta_qid;
-    char *state;            /* "active", "done" */
+    char *state;            /* "active", "done", "missing" */
     int64_t arrival_us;
     uint64_t size;
     struct queue_rcpt_info *rcpts;

@@ -1176,6 +1176,7 @@ static int spool_read_fd(int fd, const char *qid, struct envelope *env, uint64_t
         return rc;
     *msg_off = moff;
     *msg_len = mlen;
+    env->size = mlen;
     return SY_OK;
 }
 
