@@ -72,8 +72,17 @@ struct lmtp_server {
     pthread_cond_t idle;            /* signalled when a session ends */
     int stopping;
     size_t nsessions;
-    int *session_fds;               /* open session sockets, for shutdown */
-    size_t nfds, fds_cap;
+    struct lmtp_slot *slots;        /* session threads not yet joined */
+    size_t nslots, slots_cap;
+};
+
+/* One session thread. Threads are joined, never detached: a thread's exit
+ * runs library destructors (OpenSSL's per-thread state) that must finish
+ * before the process exits. */
+struct lmtp_slot {
+    pthread_t tid;
+    int fd;                         /* its socket, for shutdown() at stop */
+    int done;                       /* the session ended: join it */
 };
 
 enum lmtp_read {
@@ -611,24 +620,42 @@ static void lmtp_session_run(struct lmtp_session *s)
     buf_free(&line);
 }
 
-/* lmtp_session_track - add or remove a session socket from the shutdown list */
-static void lmtp_session_track(struct lmtp_server *srv, int fd, int add)
+/* lmtp_session_done - a session ended: count it out (the thread is
+ * joined later by the acceptor or at stop) */
+static void lmtp_session_done(struct lmtp_server *srv, int fd)
 {
     pthread_mutex_lock(&srv->lock);
-    if (add) {
-        srv->session_fds = xreallocarray_grow(srv->session_fds, &srv->fds_cap, srv->nfds + 1,
-                                              sizeof(*srv->session_fds));
-        srv->session_fds[srv->nfds++] = fd;
-    } else {
-        for (size_t i = 0; i < srv->nfds; i++)
-            if (srv->session_fds[i] == fd) {
-                srv->session_fds[i] = srv->session_fds[--srv->nfds];
+    for (size_t i = 0; i < srv->nslots; i++)
+        if (!srv->slots[i].done && srv->slots[i].fd == fd) {
+            srv->slots[i].done = 1;
+            break;
+        }
+    srv->nsessions--;
+    pthread_cond_broadcast(&srv->idle);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+/* lmtp_reap - join the threads of ended sessions; with all, every thread
+ * (at stop, after every session ended) */
+static void lmtp_reap(struct lmtp_server *srv, int all)
+{
+    for (;;) {
+        pthread_t tid;
+        int found = 0;
+
+        pthread_mutex_lock(&srv->lock);
+        for (size_t i = 0; i < srv->nslots; i++)
+            if (srv->slots[i].done || all) {
+                tid = srv->slots[i].tid;
+                srv->slots[i] = srv->slots[--srv->nslots];
+                found = 1;
                 break;
             }
-        srv->nsessions--;
-        pthread_cond_broadcast(&srv->idle);
+        pthread_mutex_unlock(&srv->lock);
+        if (!found)
+            return;
+        pthread_join(tid, NULL);
     }
-    pthread_mutex_unlock(&srv->lock);
 }
 
 /* lmtp_session_main - thread entry: run a session, then free it */
@@ -640,7 +667,7 @@ static void *lmtp_session_main(void *arg)
     log_debug(NULL, "connect from %s listener=%s", s->peer, s->listener->name);
     lmtp_session_run(s);
     log_debug(NULL, "disconnect from %s", s->peer);
-    lmtp_session_track(srv, s->fd, 0);
+    lmtp_session_done(srv, s->fd);
     (void) close(s->fd);
     buf_free(&s->rbuf);
     buf_free(&s->wbuf);
@@ -670,8 +697,6 @@ static void lmtp_accept_one(struct lmtp_server *srv, struct lmtp_listener *l)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     struct lmtp_session *s;
-    pthread_attr_t attr;
-    pthread_t tid;
     int fd = accept4(l->fd, (struct sockaddr *) &ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
     int over;
 
@@ -708,23 +733,30 @@ static void lmtp_accept_one(struct lmtp_server *srv, struct lmtp_listener *l)
     env_init(&s->env);
     env_set(&s->env.listener, l->cfg->name);
     env_set(&s->env.client_addr, s->peer);
-    lmtp_session_track(srv, fd, 1);
 
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&tid, &attr, lmtp_session_main, s) != 0) {
+    /* The slot is added under the lock the thread's end takes, so the
+     * thread cannot look for its slot before it exists. */
+    pthread_mutex_lock(&srv->lock);
+    srv->slots = xreallocarray_grow(srv->slots, &srv->slots_cap, srv->nslots + 1,
+                                    sizeof(*srv->slots));
+    if (pthread_create(&srv->slots[srv->nslots].tid, NULL, lmtp_session_main, s) != 0) {
         static const char busy[] = "421 4.3.2 Error: insufficient system resources\r\n";
 
+        srv->nsessions--;
+        pthread_mutex_unlock(&srv->lock);
         (void) send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         log_error(NULL, "cannot start a session thread for %s", s->peer);
-        lmtp_session_track(srv, fd, 0);
         (void) close(fd);
         buf_free(&s->rbuf);
         buf_free(&s->wbuf);
         env_free(&s->env);
         free(s);
+        return;
     }
-    pthread_attr_destroy(&attr);
+    srv->slots[srv->nslots].fd = fd;
+    srv->slots[srv->nslots].done = 0;
+    srv->nslots++;
+    pthread_mutex_unlock(&srv->lock);
 }
 
 /* lmtp_acceptor_main - poll every listener until stopped */
@@ -746,6 +778,7 @@ static void *lmtp_acceptor_main(void *arg)
         }
         if (pfd[srv->nls].revents != 0 || lmtp_server_stopping(srv))
             break;
+        lmtp_reap(srv, 0);
         for (size_t i = 0; i < srv->nls; i++)
             if (pfd[i].revents & POLLIN)
                 lmtp_accept_one(srv, &srv->ls[i]);
@@ -883,11 +916,13 @@ void lmtp_server_stop(struct lmtp_server *srv)
         }
         pthread_cond_timedwait(&srv->idle, &srv->lock, &ts);
     }
-    for (size_t i = 0; i < srv->nfds; i++)
-        (void) shutdown(srv->session_fds[i], SHUT_RDWR);
+    for (size_t i = 0; i < srv->nslots; i++)
+        if (!srv->slots[i].done)
+            (void) shutdown(srv->slots[i].fd, SHUT_RDWR);
     while (srv->nsessions > 0)
         pthread_cond_wait(&srv->idle, &srv->lock);
     pthread_mutex_unlock(&srv->lock);
+    lmtp_reap(srv, 1);
 }
 
 void lmtp_server_free(struct lmtp_server *srv)
@@ -905,7 +940,7 @@ void lmtp_server_free(struct lmtp_server *srv)
     if (srv->wake[1] >= 0)
         (void) close(srv->wake[1]);
     free(srv->ls);
-    free(srv->session_fds);
+    free(srv->slots);
     pthread_mutex_destroy(&srv->lock);
     pthread_cond_destroy(&srv->idle);
     free(srv);

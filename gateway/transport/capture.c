@@ -26,7 +26,6 @@ static int capture_write_file(const char *dir, const char *name, int srcfd, uint
                               uint64_t len, const char *text, struct sy_err *err)
 {
     char tmp[4096], final[4096];
-    char chunk[65536];
     int fd, rc = SY_OK;
 
     if ((size_t) snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name) >= sizeof(tmp) ||
@@ -38,6 +37,8 @@ static int capture_write_file(const char *dir, const char *name, int srcfd, uint
     if (text != NULL) {
         rc = io_file_write_all(fd, text, strlen(text));
     } else {
+        char chunk[65536];
+
         while (len > 0 && rc == SY_OK) {
             size_t want = len < sizeof(chunk) ? (size_t) len : sizeof(chunk);
             ssize_t n = pread(srcfd, chunk, want, (off_t) off);
