@@ -40,7 +40,7 @@ void digest_final(struct digest *d, char hex[DIGEST_HEX_SIZE])
     if (EVP_DigestFinal_ex(d->ctx, md, &n) != 1 || n != 32)
         sy_panic("digest: SHA-256 final failed");
     for (unsigned i = 0; i < n; i++)
-        (void) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        (void) snprintf(hex + 2 * (size_t) i, 3, "%02x", md[i]);
     digest_free(d);
 }
 

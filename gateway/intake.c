@@ -181,20 +181,21 @@ int intake_write(struct intake_txn *t, const void *p, size_t n, struct sy_err *e
     return spool_write(t->w, p, n, err);
 }
 
-/* intake_find_msgid - the Message-ID header's value, unfolded, or NULL */
-static char *intake_find_msgid(const struct buf *hdr)
+/* intake_header - the first header field called name (with its colon),
+ * unfolded, into a new string (free()), or NULL */
+static char *intake_header(const struct buf *hdr, const char *name)
 {
     const char *s = buf_str(hdr), *end = s + buf_len(hdr);
+    size_t nl = strlen(name);
 
     for (const char *line = s; line < end;) {
         const char *eol = memchr(line, '\n', (size_t) (end - line));
 
         if (eol == NULL)
             eol = end;
-        if (text_ieq(line, (size_t) (eol - line) < 11 ? (size_t) (eol - line) : 11, "message-id:")) {
+        if ((size_t) (eol - line) >= nl && text_ieq(line, nl, name)) {
             struct buf v;
-            const char *q = line + 11;
-            char *out;
+            const char *q = line + nl;
 
             buf_init(&v, INTAKE_MSGID_MAX);
             /* Unfold: continuation lines start with SP or HTAB. */
@@ -211,27 +212,70 @@ static char *intake_find_msgid(const struct buf *hdr)
                 }
                 break;
             }
-            out = buf_take(&v, NULL);
-            /* Trim, and keep it only when it is one clean printable token. */
-            {
-                char *a = out, *b;
-
-                while (*a == ' ' || *a == '\t')
-                    a++;
-                b = a + strlen(a);
-                while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
-                    *--b = '\0';
-                if (*a == '\0' || !text_is_clean(a, strlen(a))) {
-                    free(out);
-                    return NULL;
-                }
-                memmove(out, a, strlen(a) + 1);
-            }
-            return out;
+            return buf_take(&v, NULL);
         }
         line = eol + 1;
     }
     return NULL;
+}
+
+/* intake_find_msgid - the Message-ID field's value, trimmed, or NULL */
+static char *intake_find_msgid(const struct buf *hdr)
+{
+    char *v = intake_header(hdr, "message-id:");
+    char *a, *b;
+
+    if (v == NULL)
+        return NULL;
+    a = v;
+    while (*a == ' ' || *a == '\t')
+        a++;
+    b = a + strlen(a);
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+        *--b = '\0';
+    /* Kept only when it is one clean printable token. */
+    if (*a == '\0' || !text_is_clean(a, strlen(a))) {
+        free(v);
+        return NULL;
+    }
+    memmove(v, a, strlen(a) + 1);
+    return v;
+}
+
+/* intake_find_mta_qid - the MTA's queue id from its own Received: field
+ *
+ * Over LMTP the MTA does not tell us its queue id, but Postfix and
+ * Sendmail put it in the trace field they add on top ("... with ESMTP id
+ * 4F3A9C21D0 for <...>"; RFC 5321 §4.4 "id" clause). Only the topmost
+ * field is read, and only a plain token is kept: it is for joining logs,
+ * never for decisions. */
+static char *intake_find_mta_qid(const struct buf *hdr)
+{
+    char *rcv = intake_header(hdr, "received:");
+    char *out = NULL;
+
+    if (rcv == NULL)
+        return NULL;
+    for (char *p = rcv; *p != '\0'; p++) {
+        size_t n = 0;
+
+        if ((p == rcv || p[-1] == ' ' || p[-1] == '\t') && text_ieq(p, 3, "id ")) {
+            const char *id = p + 3;
+
+            while (*id == ' ')
+                id++;
+            while ((id[n] >= '0' && id[n] <= '9') || (id[n] >= 'A' && id[n] <= 'Z') ||
+                   (id[n] >= 'a' && id[n] <= 'z'))
+                n++;
+            if (n >= 5 && n <= 32 && (id[n] == '\0' || id[n] == ' ' || id[n] == ';' ||
+                                      id[n] == '\t')) {
+                out = xmemdup0(id, n);
+                break;
+            }
+        }
+    }
+    free(rcv);
+    return out;
 }
 
 int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err)
@@ -247,6 +291,8 @@ int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err)
     t->env.size = t->size;
     free(t->env.message_id);
     t->env.message_id = intake_find_msgid(&t->hdr);
+    if (t->env.mta_qid == NULL)
+        t->env.mta_qid = intake_find_mta_qid(&t->hdr);
     digest_final(t->dg, hex);
     t->dg = NULL;
 
@@ -296,11 +342,14 @@ int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err)
     {
         char from[LOG_SAFE_MAX], client[LOG_SAFE_MAX], mid[LOG_SAFE_MAX];
 
-        log_info(t->qid, "from=<%s>, size=%llu, nrcpt=%zu, listener=%s, client=%s, message-id=%s",
+        char mta[LOG_SAFE_MAX];
+
+        log_info(t->qid, "from=<%s>, size=%llu, nrcpt=%zu, listener=%s, client=%s, mta_qid=%s, message-id=%s",
                  log_safe(from, sizeof(from), t->env.sender),
                  (unsigned long long) t->size, t->env.nrcpt,
                  t->env.listener != NULL ? t->env.listener : "-",
                  log_safe(client, sizeof(client), t->env.client_addr),
+                 log_safe(mta, sizeof(mta), t->env.mta_qid),
                  log_safe(mid, sizeof(mid), t->env.message_id));
     }
     memcpy(qid, t->qid, QID_SIZE);

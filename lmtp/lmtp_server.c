@@ -680,21 +680,21 @@ static void *lmtp_session_main(void *arg)
 static void lmtp_peer_name(const struct sockaddr_storage *ss, char *dst, size_t size)
 {
     char host[INET6_ADDRSTRLEN];
+    const void *addr = NULL;
 
-    if (ss->ss_family == AF_INET &&
-        inet_ntop(AF_INET, &((const struct sockaddr_in *) (const void *) ss)->sin_addr, host, sizeof(host)) != NULL)
-        (void) snprintf(dst, size, "%s", host);
-    else if (ss->ss_family == AF_INET6 &&
-             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) (const void *) ss)->sin6_addr, host, sizeof(host)) != NULL)
-        (void) snprintf(dst, size, "%s", host);
-    else
-        (void) snprintf(dst, size, "unix");
+    if (ss->ss_family == AF_INET)
+        addr = &((const struct sockaddr_in *) (const void *) ss)->sin_addr;
+    else if (ss->ss_family == AF_INET6)
+        addr = &((const struct sockaddr_in6 *) (const void *) ss)->sin6_addr;
+    if (addr == NULL || inet_ntop(ss->ss_family, addr, host, sizeof(host)) == NULL)
+        (void) snprintf(host, sizeof(host), "unix");
+    (void) snprintf(dst, size, "%s", host);
 }
 
 /* lmtp_accept_one - accept a connection and start its session thread */
 static void lmtp_accept_one(struct lmtp_server *srv, struct lmtp_listener *l)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = { .ss_family = AF_UNSPEC };
     socklen_t sl = sizeof(ss);
     struct lmtp_session *s;
     int fd = accept4(l->fd, (struct sockaddr *) &ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);

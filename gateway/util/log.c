@@ -100,7 +100,10 @@ const char *log_safe_n(char *dst, size_t dstsize, const char *src, size_t n)
                 memcpy(dst + dstsize - 4, "...", 3), o = dstsize - 1;
             break;
         }
-        dst[o++] = (c >= 0x20 && c < 0x7f) ? (char) c : '?';
+        if (c >= 0x20 && c < 0x7f)
+            dst[o++] = src[i];
+        else
+            dst[o++] = '?';
     }
     dst[o] = '\0';
     return dst;
