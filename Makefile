@@ -83,13 +83,20 @@ integration: $(BIN)
 run: deps $(BIN)
 	$(BIN) localserve
 
-# libFuzzer targets: clang, sanitizers, linked against the library sources.
-FUZZ_CFLAGS := $(CSTD) -I. -g -O1 -fsanitize=fuzzer,address,undefined
-FUZZ_LIB_SRCS := $(filter-out gateway/util/log.c,$(LIB_SRCS)) gateway/util/log.c
+# libFuzzer targets: clang, sanitizers; the library is compiled once for
+# all targets (fuzzer-no-link) and each target links against it.
+FUZZ_CFLAGS := $(CSTD) -I. -g -O1 -fsanitize=fuzzer-no-link,address,undefined -MMD -MP
+FUZZ_OBJS   := $(LIB_SRCS:%.c=build/fuzz/obj/%.o)
 fuzz: $(FUZZ_BINS)
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+build/fuzz/obj/%.o: %.c
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ $^ $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+build/fuzz/libswitchyard.a: $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+build/fuzz/%: tests/fuzz/%.c build/fuzz/libswitchyard.a
+	@mkdir -p $(@D)
+	clang $(CSTD) -I. -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 
 # A short run of every fuzz target over its seed corpus (part of make test).
 fuzz-smoke: $(FUZZ_BINS)
@@ -120,3 +127,4 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJS:.o=.d) $(BUILD)/gateway/main.d $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
+-include $(FUZZ_OBJS:.o=.d)

@@ -1005,9 +1005,16 @@ static bool cfg_unsigned(struct cfg_ctx *cx, const char *path, const char *raw,
     return ok;
 }
 
-/* cfg_duration - "30", "30s", "1500ms", "5m", "4h", "5d" in [min, max] ms */
-static bool cfg_duration(struct cfg_ctx *cx, const char *path, const char *raw,
-                         uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
+/* A scaled number: how it parses and prints, for cfg_scaled(). */
+struct cfg_scale {
+    int (*parse)(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+    const char *(*fmt)(char *dst, size_t size, uint64_t v);
+    const char *what;           /* "a duration (examples: ...)" */
+};
+
+/* cfg_scaled - a duration or a size in [min, max], default def */
+static bool cfg_scaled(struct cfg_ctx *cx, const char *path, const char *raw, uint64_t min,
+                       uint64_t max, uint64_t def, uint64_t *out, const struct cfg_scale *sc)
 {
     const char *s = cfg_val(cx, path, raw);
     char echo[CFG_ECHO_MAX];
@@ -1017,7 +1024,7 @@ static bool cfg_duration(struct cfg_ctx *cx, const char *path, const char *raw,
     *out = def;
     if (s == NULL)
         return true;
-    rc = text_parse_duration_ms(s, min, max, &v);
+    rc = sc->parse(s, min, max, &v);
     if (rc == SY_OK) {
         *out = v;
         return true;
@@ -1026,41 +1033,35 @@ static bool cfg_duration(struct cfg_ctx *cx, const char *path, const char *raw,
         char a[32], b[32];
 
         cfg_err_key(cx, path, "\"%s\" is out of range (%s to %s)", cfg_echo(echo, sizeof(echo), s),
-                    cfg_fmt_duration(a, sizeof(a), min), cfg_fmt_duration(b, sizeof(b), max));
+                    sc->fmt(a, sizeof(a), min), sc->fmt(b, sizeof(b), max));
     } else {
-        cfg_err_key(cx, path, "\"%s\" is not a duration (examples: 1500ms, 30s, 5m, 4h, 5d)",
-                    cfg_echo(echo, sizeof(echo), s));
+        cfg_err_key(cx, path, "\"%s\" is not %s", cfg_echo(echo, sizeof(echo), s), sc->what);
     }
     return false;
+}
+
+/* cfg_duration - "30", "30s", "1500ms", "5m", "4h", "5d" in [min, max] ms */
+static bool cfg_duration(struct cfg_ctx *cx, const char *path, const char *raw,
+                         uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
+{
+    static const struct cfg_scale sc = {
+        text_parse_duration_ms, cfg_fmt_duration,
+        "a duration (examples: 1500ms, 30s, 5m, 4h, 5d)",
+    };
+
+    return cfg_scaled(cx, path, raw, min, max, def, out, &sc);
 }
 
 /* cfg_size - "10240000", "512k", "10m", "1g" in [min, max] bytes */
 static bool cfg_size(struct cfg_ctx *cx, const char *path, const char *raw,
                      uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
 {
-    const char *s = cfg_val(cx, path, raw);
-    char echo[CFG_ECHO_MAX];
-    uint64_t v;
-    int rc;
+    static const struct cfg_scale sc = {
+        text_parse_size, cfg_fmt_size,
+        "a size (examples: 10240000, 512k, 10m, 1g)",
+    };
 
-    *out = def;
-    if (s == NULL)
-        return true;
-    rc = text_parse_size(s, min, max, &v);
-    if (rc == SY_OK) {
-        *out = v;
-        return true;
-    }
-    if (rc == SY_ETOOBIG) {
-        char a[32], b[32];
-
-        cfg_err_key(cx, path, "\"%s\" is out of range (%s to %s)", cfg_echo(echo, sizeof(echo), s),
-                    cfg_fmt_size(a, sizeof(a), min), cfg_fmt_size(b, sizeof(b), max));
-    } else {
-        cfg_err_key(cx, path, "\"%s\" is not a size (examples: 10240000, 512k, 10m, 1g)",
-                    cfg_echo(echo, sizeof(echo), s));
-    }
-    return false;
+    return cfg_scaled(cx, path, raw, min, max, def, out, &sc);
 }
 
 /* cfg_bool - true/false/yes/no */

@@ -683,6 +683,20 @@ static int queue_args_send(struct queue *q, const struct queue_args *a, redisRep
 
 /* ---- scripts ------------------------------------------------------------ */
 
+/* queue_cmd_ok - a two-word command whose only good answer is +OK
+ * (AUTH, SELECT); argv[0] names it in the error */
+static int queue_cmd_ok(struct queue *q, const char **argv, struct sy_err *err)
+{
+    redisReply *r;
+    int ok;
+
+    if (queue_cmd_str(q, 2, argv, &r, err) != SY_OK)
+        return SY_ETEMP;
+    ok = r->type == REDIS_REPLY_STATUS && r->len == 2 && memcmp(r->str, "OK", 2) == 0;
+    freeReplyObject(r);
+    return ok ? SY_OK : queue_unexpected(q, argv[0], err);
+}
+
 /* queue_sha_valid - 40 lowercase hex digits */
 static int queue_sha_valid(const redisReply *r)
 {
@@ -930,7 +944,6 @@ static struct queue *queue_connect(struct queue_pool *p, struct sy_err *err)
 {
     const struct cfg_redis *cfg = p->cfg;
     struct queue *q = xcalloc(1, sizeof(*q));
-    redisReply *r;
 
     q->p = p;
     /* AUTH and SELECT are part of connecting (configuration.md). */
@@ -968,34 +981,20 @@ static struct queue *queue_connect(struct queue_pool *p, struct sy_err *err)
          * reply, never our argument. */
         const char *argv[2] = { "AUTH", cfg->password };
 
-        if (queue_cmd_str(q, 2, argv, &r, err) != SY_OK) {
+        if (queue_cmd_ok(q, argv, err) != SY_OK) {
             queue_close(q);
             return NULL;
         }
-        if (r->type != REDIS_REPLY_STATUS || r->len != 2 || memcmp(r->str, "OK", 2) != 0) {
-            freeReplyObject(r);
-            (void) queue_unexpected(q, "AUTH", err);
-            queue_close(q);
-            return NULL;
-        }
-        freeReplyObject(r);
     }
     if (cfg->db != 0) {
         char db[QUEUE_NUM_SIZE];
         const char *argv[2] = { "SELECT", db };
 
         (void) snprintf(db, sizeof(db), "%u", cfg->db);
-        if (queue_cmd_str(q, 2, argv, &r, err) != SY_OK) {
+        if (queue_cmd_ok(q, argv, err) != SY_OK) {
             queue_close(q);
             return NULL;
         }
-        if (r->type != REDIS_REPLY_STATUS || r->len != 2 || memcmp(r->str, "OK", 2) != 0) {
-            freeReplyObject(r);
-            (void) queue_unexpected(q, "SELECT", err);
-            queue_close(q);
-            return NULL;
-        }
-        freeReplyObject(r);
     }
     q->timeout_ms = p->cmd_timeout_ms;
     return q;
