@@ -257,10 +257,9 @@ static char *intake_find_mta_qid(const struct buf *hdr)
     if (rcv == NULL)
         return NULL;
     for (char *p = rcv; *p != '\0'; p++) {
-        size_t n = 0;
-
         if ((p == rcv || p[-1] == ' ' || p[-1] == '\t') && text_ieq(p, 3, "id ")) {
             const char *id = p + 3;
+            size_t n = 0;
 
             while (*id == ' ')
                 id++;

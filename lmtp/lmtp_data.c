@@ -112,11 +112,6 @@ static int lmtp_data_step(int policy, int st, unsigned char c, unsigned char *o,
     return lmtp_data_inline(LMTP_DS_LINE, c, o, no);
 }
 
-/* lmtp_data_room - bytes out can still take */
-static size_t lmtp_data_room(const struct buf *out)
-{
-    return out->len >= out->max ? 0 : out->max - out->len;
-}
 
 /* lmtp_data_emit - append n decoded bytes (room already checked) */
 static void lmtp_data_emit(struct lmtp_data *d, struct buf *out, const unsigned char *p, size_t n)
@@ -147,7 +142,7 @@ size_t lmtp_data_feed(struct lmtp_data *d, const char *in, size_t n, struct buf 
         /* Fast path: a run of ordinary bytes inside a line is copied as is
          * (no per-line length limit: long lines pass byte-exact). */
         if (d->state == LMTP_DS_LINE && p[i] != '\r' && p[i] != '\n') {
-            size_t room = lmtp_data_room(out), k = i;
+            size_t room = buf_room(out), k = i;
 
             while (k < n && k - i < room && p[k] != '\r' && p[k] != '\n')
                 k++;
@@ -160,7 +155,7 @@ size_t lmtp_data_feed(struct lmtp_data *d, const char *in, size_t n, struct buf 
         st = lmtp_data_step(d->policy, d->state, p[i], o, &no, &bare);
         /* Out is full: stop before this byte; the state is untouched, so
          * the caller drains out and feeds the same byte again. */
-        if (no > lmtp_data_room(out))
+        if (no > buf_room(out))
             break;
         lmtp_data_emit(d, out, o, no);
         if (bare)

@@ -180,7 +180,7 @@ static void lmtp_reply_err(struct lmtp_session *s, const struct sy_err *e, const
 static int lmtp_fill(struct lmtp_session *s, int64_t deadline, int interruptible)
 {
     char chunk[LMTP_READ_CHUNK];
-    size_t room = s->rbuf.max - buf_len(&s->rbuf);
+    size_t room = buf_room(&s->rbuf);
 
     lmtp_flush(s);
     if (s->broken)

@@ -109,6 +109,11 @@ size_t buf_len(const struct buf *b)
     return b->len;
 }
 
+size_t buf_room(const struct buf *b)
+{
+    return b->max - b->len;
+}
+
 char *buf_take(struct buf *b, size_t *lenp)
 {
     char *p = b->data;

@@ -35,6 +35,7 @@ void buf_consume(struct buf *b, size_t n);
 
 const char *buf_str(const struct buf *b);   /* "" when empty; valid until b changes */
 size_t buf_len(const struct buf *b);
+size_t buf_room(const struct buf *b);       /* bytes that may still be appended */
 /* Returns the data, now owned by the caller (free() it; never NULL), and
  * leaves b empty. *lenp gets the length when lenp is not NULL. */
 char *buf_take(struct buf *b, size_t *lenp);

@@ -24,6 +24,7 @@ static void test_buf_limits(void **state)
     buf_init(&b, 8);
     assert_string_equal(buf_str(&b), "");
     assert_int_equal(buf_append(&b, "abcd", 4), SY_OK);
+    assert_int_equal(buf_room(&b), 4);
     assert_int_equal(buf_append(&b, "efghi", 5), SY_ETOOBIG);
     assert_int_equal(buf_len(&b), 4);
     assert_string_equal(buf_str(&b), "abcd");
