@@ -35,6 +35,7 @@
 #include "gateway/queue.h"
 #include "gateway/util/clock.h"
 #include "gateway/util/xalloc.h"
+#include "tests/unit/support/redis_server.h"
 
 #define TEST_PASSWORD "t0p-s3cret-redis-pw"
 #define TEST_DB 3
@@ -166,37 +167,15 @@ static void assert_str(char *got, const char *want)
 
 static void redis_start(void)
 {
-    char logf[128];
-    int64_t end;
-
-    (void) snprintf(logf, sizeof(logf), "%s/redis.log", tdir);
-    redis_pid = fork();
-    assert_true(redis_pid >= 0);
-    if (redis_pid == 0) {
-        /* Dies with us, even when a failed assertion skips the teardown. */
-        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execl("/usr/bin/redis-server", "redis-server", "--port", "0", "--unixsocket", sock_path,
-              "--unixsocketperm", "700", "--dir", tdir, "--save", "", "--appendonly", "no",
-              "--daemonize", "no", "--requirepass", TEST_PASSWORD, "--logfile", logf,
-              (char *) NULL);
-        _exit(127);
-    }
-    end = clock_mono_ms() + 10000;
-    while (clock_mono_ms() < end) {
-        if (raw_open() == 0)
-            return;
-        (void) usleep(20000);
-    }
-    fail_msg("redis-server did not start (see %s)", logf);
+    redis_pid = test_redis_start(tdir, sock_path, TEST_PASSWORD, 10000);
+    if (redis_pid < 0)
+        fail_msg("redis-server did not start (see %s/redis.log)", tdir);
+    assert_int_equal(raw_open(), 0);
 }
 
 static void redis_kill(void)
 {
-    if (redis_pid > 0) {
-        (void) kill(redis_pid, SIGCONT);
-        (void) kill(redis_pid, SIGKILL);
-        (void) waitpid(redis_pid, NULL, 0);
-    }
+    test_redis_kill(redis_pid);
     redis_pid = 0;
     raw_close();
 }
