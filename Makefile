@@ -7,6 +7,7 @@
 #   make analyze    cppcheck + clang-tidy + layering check
 #   make fuzz       libFuzzer targets under build/fuzz/
 #   make bench      benchmarks (bench/)
+#   make install    switchyard and its man page under $(PREFIX) (/usr/local)
 
 # Plain "=": "?=" does nothing for CC, because make already defines CC=cc.
 CC       = gcc
@@ -44,7 +45,10 @@ PYTHON     := /usr/bin/python3
 
 # Keep test objects: make deletes "intermediate" files otherwise.
 .SECONDARY:
-.PHONY: all test unit integration fuzz fuzz-smoke run deps analyze bench clean
+.PHONY: all test unit integration fuzz fuzz-smoke run deps analyze bench clean install
+
+PREFIX  = /usr/local
+DESTDIR =
 
 all: $(BIN)
 
@@ -133,6 +137,10 @@ analyze:
 bench:
 	$(MAKE) -C . all
 	@if [ -x bench/run ]; then bench/run $(if $(QUICK),--quick); else echo "bench: not yet built (issue: benchmark)"; fi
+
+install: $(BIN)
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/switchyard
+	install -D -m 0644 docs/switchyard.8 $(DESTDIR)$(PREFIX)/share/man/man8/switchyard.8
 
 clean:
 	rm -rf build

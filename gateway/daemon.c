@@ -56,12 +56,12 @@ int daemon_mkdirs(const char *path, unsigned mode, struct sy_err *err)
     return SY_OK;
 }
 
-/* daemon_drop_privileges - become cfg->user for good (OpenSMTPD, Unbound) */
-static int daemon_drop_privileges(const char *user, struct sy_err *err)
+/* daemon_user - look up cfg->user; NULL pw when no drop is needed */
+static int daemon_user(const char *user, struct passwd **pwp, struct sy_err *err)
 {
     struct passwd *pw;
-    uid_t r, e, s;
 
+    *pwp = NULL;
     if (user == NULL)
         return SY_OK;
     pw = getpwnam(user);
@@ -72,11 +72,22 @@ static int daemon_drop_privileges(const char *user, struct sy_err *err)
             return SY_OK;
         return sy_err_set(err, SY_EPERM, "", "must start as root to become %s", user);
     }
+    *pwp = pw;
+    return SY_OK;
+}
+
+/* daemon_drop_privileges - become pw for good (OpenSMTPD, Unbound) */
+static int daemon_drop_privileges(const struct passwd *pw, struct sy_err *err)
+{
+    uid_t r, e, s;
+
+    if (pw == NULL)
+        return SY_OK;
     if (setgroups(1, &pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
         setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
-        return sy_err_set(err, SY_EPERM, "", "dropping privileges to %s: %s", user, strerror(errno));
+        return sy_err_set(err, SY_EPERM, "", "dropping privileges to %s: %s", pw->pw_name, strerror(errno));
     if (getresuid(&r, &e, &s) < 0 || r != pw->pw_uid || e != pw->pw_uid || s != pw->pw_uid)
-        return sy_err_set(err, SY_EPERM, "", "privileges to %s not dropped", user);
+        return sy_err_set(err, SY_EPERM, "", "privileges to %s not dropped", pw->pw_name);
     return SY_OK;
 }
 
@@ -88,6 +99,7 @@ int daemon_run(const struct config *cfg)
     struct intake *in;
     struct lmtp_server *srv;
     struct deliver *dl;
+    struct passwd *pw;
     sigset_t set;
     int reconciled, sig = 0;
 
@@ -101,20 +113,35 @@ int daemon_run(const struct config *cfg)
                   cfg->path, cfg->delivery.default_transport);
         return 1;
     }
-    if (daemon_mkdirs(cfg->spool.dir, 0700, &err) != SY_OK ||
+    if (daemon_user(cfg->user, &pw, &err) != SY_OK ||
+        daemon_mkdirs(cfg->spool.dir, 0700, &err) != SY_OK ||
         (cfg->delivery.workers > 0 && daemon_mkdirs(cfg->capture.dir, 0755, &err) != SY_OK)) {
         log_error(NULL, "%s", err.text);
         return 1;
     }
+    /* The spool lock comes before binding: a second daemon must fail
+     * before it could replace the first one's UNIX socket. */
     sp = spool_open(cfg->spool.dir, &err);
     if (sp == NULL) {
         log_error(NULL, "%s", err.text);
         return 1;
     }
+    /* What we created as root must stay usable once we are pw. */
+    if (pw != NULL && spool_chown(sp, pw->pw_uid, pw->pw_gid, &err) != SY_OK) {
+        log_error(NULL, "%s", err.text);
+        spool_close(sp);
+        return 1;
+    }
+    if (pw != NULL && cfg->delivery.workers > 0 &&
+        chown(cfg->capture.dir, pw->pw_uid, pw->pw_gid) < 0) {
+        log_error(NULL, "chown %s: %s", cfg->capture.dir, strerror(errno));
+        spool_close(sp);
+        return 1;
+    }
     qp = queue_pool_new(&cfg->redis, cfg->node);
     in = intake_new(cfg, sp, qp);
     srv = lmtp_server_new(cfg, in, &err);
-    if (srv == NULL || daemon_drop_privileges(cfg->user, &err) != SY_OK) {
+    if (srv == NULL || daemon_drop_privileges(pw, &err) != SY_OK) {
         log_error(NULL, "%s", err.text);
         lmtp_server_free(srv);
         intake_free(in);

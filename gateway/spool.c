@@ -791,6 +791,16 @@ fail:
     return NULL;
 }
 
+int spool_chown(struct spool *sp, uid_t uid, gid_t gid, struct sy_err *err)
+{
+    const int fds[] = { sp->dirfd, sp->tmpfd, sp->qfd, sp->lockfd };
+
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+        if (fchown(fds[i], uid, gid) < 0)
+            return spool_errno(err, errno, "chown", sp->dir);
+    return SY_OK;
+}
+
 void spool_close(struct spool *sp)
 {
     if (sp == NULL)

@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "gateway/envelope.h"
 #include "gateway/util/err.h"
@@ -36,6 +37,11 @@ struct spool_writer;    /* opaque: one message being written */
  * locked, SY_EIO otherwise). */
 struct spool *spool_open(const char *dir, struct sy_err *err);
 void spool_close(struct spool *sp);              /* releases the lock; NULL ok */
+/* Gives the spool directory, tmp/, q/ and the lock file to uid:gid: a
+ * daemon that opened the spool as root before dropping privileges keeps
+ * using it as that user. Files already in q/ keep their owner. SY_OK or
+ * SY_EIO. */
+int spool_chown(struct spool *sp, uid_t uid, gid_t gid, struct sy_err *err);
 const char *spool_dir(const struct spool *sp);   /* borrowed */
 
 /* SY_OK when the spool file system has at least need free bytes (and

@@ -283,7 +283,7 @@ class RedisServer:
         assert self.proc is None or self.proc.poll() is not None, "redis-server already running"
         self.proc = subprocess.Popen(
             ["redis-server", "--port", "0", "--bind", LOOPBACK,
-             "--unixsocket", self.sock, "--unixsocketperm", "700",
+             "--unixsocket", self.sock, "--unixsocketperm", "777",
              "--dir", self.dir, "--dbfilename", "dump.rdb",
              "--save", "", "--appendonly", "no", "--daemonize", "no",
              "--logfile", self.log, "--pidfile", os.path.join(self.dir, "redis.pid")],
