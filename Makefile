@@ -30,6 +30,7 @@ LDFLAGS_ALL = $(if $(SAN),$(SANFLAGS)) $(LDFLAGS)
 LIB_SRCS := $(wildcard gateway/util/*.c) \
             $(filter-out gateway/main.c,$(wildcard gateway/*.c)) \
             $(wildcard gateway/transport/*.c) \
+            $(wildcard gateway/smtp/*.c) \
             $(wildcard lmtp/*.c) \
             $(wildcard milter/*.c) \
             $(wildcard rules/*.c)
