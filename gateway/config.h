@@ -5,6 +5,12 @@
  * fields are errors naming the file, line and key. Secrets can come from
  * files (`password_file`); they are never printed or logged.
  *
+ * `transports:` and `routes:` are maps with names chosen by the user, which
+ * libcyaml cannot describe: config.c reads those two sections from the
+ * libyaml events into a small tree and checks them itself, with the same
+ * FILE:LINE: KEY errors. The routes become an immutable rules/ route
+ * table (cfg->routes) that delivery threads share.
+ *
  * A loaded struct config is immutable: share it read-only between threads.
  * Thread safety: config_load*() and config_free() from one thread;
  * readers of a loaded config from any thread.
@@ -89,6 +95,95 @@ struct cfg_log {
     bool syslog;                    /* also log to syslog (facility mail) */
 };
 
+/* ---- transports and routes ------------------------------------------------ */
+
+enum cfg_transport_type {
+    CFG_TRANSPORT_SMTP = 0,         /* smarthost, port 25, STARTTLS */
+    CFG_TRANSPORT_SUBMISSION,       /* port 587, STARTTLS, AUTH (RFC 6409) */
+    CFG_TRANSPORT_SUBMISSIONS,      /* port 465, implicit TLS, AUTH (RFC 8314) */
+    CFG_TRANSPORT_LMTP,             /* a downstream LMTP server (RFC 2033), port 24 or a UNIX socket */
+    CFG_TRANSPORT_CAPTURE           /* local files under capture.dir (localserve, tests) */
+};
+#define CFG_TRANSPORT_TYPE_COUNT 5
+
+enum cfg_tls {
+    CFG_TLS_REQUIRED = 0,           /* TLS with certificate and host name verification */
+    CFG_TLS_REQUIRED_UNVERIFIED,    /* TLS, any certificate */
+    CFG_TLS_OPPORTUNISTIC,          /* STARTTLS when offered, else plain text */
+    CFG_TLS_NONE                    /* never TLS */
+};
+#define CFG_TLS_COUNT 4
+
+/* SASL mechanisms, strongest first: the enum order is the default preference. */
+enum cfg_sasl_mech {
+    CFG_SASL_SCRAM_SHA_256_PLUS = 0,
+    CFG_SASL_SCRAM_SHA_1_PLUS,
+    CFG_SASL_SCRAM_SHA_256,
+    CFG_SASL_SCRAM_SHA_1,
+    CFG_SASL_CRAM_MD5,
+    CFG_SASL_PLAIN,
+    CFG_SASL_LOGIN
+};
+#define CFG_SASL_MECH_COUNT 7
+
+struct cfg_auth {
+    char *username;                 /* 1..255 bytes, no control characters */
+    char *password;                 /* from `password` or `password_file`. Never logged or printed. */
+    char *password_file;            /* the file it came from, or NULL when given inline */
+    int mechanisms[CFG_SASL_MECH_COUNT]; /* enum cfg_sasl_mech, in order of preference */
+    size_t nmechanisms;             /* >= 1 */
+};
+
+struct cfg_transport {
+    char *name;                     /* unique, [A-Za-z0-9._-]{1,64} */
+    int type;                       /* enum cfg_transport_type */
+    bool builtin;                   /* the implicit "capture" (not written in the file) */
+    char *host;                     /* host name (lowercased) or IP address (no brackets); NULL
+                                     * for capture and for lmtp over a UNIX socket */
+    char *socket;                   /* lmtp only: absolute UNIX socket path, else NULL */
+    unsigned port;                  /* 25 / 587 / 465 / 24 by type; 0 without host */
+    int tls;                        /* enum cfg_tls (CFG_TLS_NONE for capture and sockets) */
+    bool has_auth;                  /* auth is set (smtp, submission, submissions only) */
+    struct cfg_auth auth;
+    bool allow_plaintext_auth;      /* AUTH may be sent without TLS; default false */
+    char *helo_name;                /* EHLO/LHLO name; default lmtp.hostname; NULL for capture */
+    uint64_t connect_timeout_ms;    /* 30 s (RFC 5321 4.5.3.2 suggests more for the greeting) */
+    unsigned max_connections;       /* simultaneous connections through this transport; 10 */
+    /* Retry schedule: the transport's own values, else those of delivery. */
+    uint64_t retry_first_ms, retry_max_ms, expiry_ms;
+    bool retry_first_set, retry_max_set, expiry_set;    /* given under retry: */
+};
+
+/* One route rule as configured (normalised); rules/route.h does the matching. */
+struct cfg_route_rule {
+    char **sender_domains;          /* patterns: "example.com" or ".example.com" */
+    size_t nsender_domains;
+    char **recipient_domains;
+    size_t nrecipient_domains;
+    unsigned min_attempts;          /* attempts already made */
+    char **listeners;               /* names of lmtp.listeners */
+    size_t nlisteners;
+    char *transport;                /* a transport name, or "" for the default */
+};
+
+/* The rules of one account or one sender domain, in configured order. */
+struct cfg_route_key {
+    char *key;                      /* account as written; sender domain normalised */
+    struct cfg_route_rule *rules;
+    size_t nrules;
+};
+
+struct cfg_routes {
+    struct cfg_route_key *accounts;
+    size_t naccounts;
+    struct cfg_route_key *sender_domains;
+    size_t nsender_domains;
+    struct cfg_route_rule *global;
+    size_t nglobal;
+};
+
+struct route_table;                 /* rules/route.h */
+
 struct config {
     char *path;                     /* file it was loaded from ("<builtin>" for defaults) */
     char *node;                     /* node name, default: host name; [A-Za-z0-9._-]{1,64} */
@@ -99,6 +194,13 @@ struct config {
     struct cfg_lmtp lmtp;
     struct cfg_delivery delivery;
     struct cfg_capture capture;
+    /* Every transport, in file order, then the implicit "capture" when the
+     * file does not define it: a name that routes or default_transport
+     * use is always here. */
+    struct cfg_transport *transports;
+    size_t ntransports;
+    struct cfg_routes route_rules;  /* the routes: section, for config_dump() */
+    struct route_table *routes;     /* built from route_rules; never NULL. Owned by the config. */
 };
 
 /* Loads and validates the YAML file at path. Returns a new config owned by
@@ -115,6 +217,20 @@ struct config *config_load_mem(const char *name, const char *yaml, size_t len,
 void config_dump(const struct config *cfg, FILE *out);
 
 void config_free(struct config *cfg);    /* NULL is a no-op */
+
+/* True when config_dump() writes a "<redacted>" placeholder for cfg (a
+ * password given inline, or redis.password from a file): its output then
+ * does not load again until the secret is put back. */
+bool config_has_redacted_secrets(const struct config *cfg);
+
+/* The transport called name, borrowed from cfg; NULL when there is none. */
+const struct cfg_transport *config_transport_find(const struct config *cfg, const char *name);
+
+/* Names as written in the file ("submissions", "required-unverified",
+ * "SCRAM-SHA-256-PLUS"); "?" for a value out of range. Static strings. */
+const char *cfg_transport_type_name(int type);
+const char *cfg_tls_name(int tls);
+const char *cfg_sasl_mech_name(int mech);
 
 /* Parses an address string into a (caller-freed via cfg_addr_free) struct.
  * SY_OK or SY_ESYNTAX with a reason in why (size whysize). */

@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();                /* success with errors is a contradiction */
     d1 = fuzz_dump(cfg);
     again = config_load_mem("fuzz-dump", d1, strlen(d1), &errors);
-    if (cfg->redis.password == NULL) {
+    if (!config_has_redacted_secrets(cfg)) {
         char *d2;
 
         if (again == NULL) {

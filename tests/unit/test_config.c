@@ -23,6 +23,7 @@
 #include "gateway/util/buf.h"
 #include "gateway/util/err.h"
 #include "gateway/util/log.h"
+#include "rules/route.h"
 
 #define ERRORS_MAX ((size_t) 64 * 1024)
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -107,6 +108,25 @@ static void test_defaults(void **state)
     assert_int_equal(c->delivery.expiry_ms, 5ULL * 86400000);
     assert_int_equal(c->delivery.lease_ms, 10ULL * 60000);
     assert_string_equal(c->capture.dir, "/srv/sy/capture");
+    /* the implicit capture transport, and an empty route table */
+    assert_int_equal(c->ntransports, 1);
+    assert_string_equal(c->transports[0].name, "capture");
+    assert_true(c->transports[0].builtin);
+    assert_int_equal(c->transports[0].type, CFG_TRANSPORT_CAPTURE);
+    assert_int_equal(c->transports[0].max_connections, 10);
+    assert_int_equal(c->transports[0].retry_first_ms, 5ULL * 60000);
+    assert_int_equal(c->transports[0].retry_max_ms, 4ULL * 3600000);
+    assert_int_equal(c->transports[0].expiry_ms, 5ULL * 86400000);
+    assert_null(c->transports[0].host);
+    assert_false(c->transports[0].has_auth);
+    assert_ptr_equal(config_transport_find(c, "capture"), &c->transports[0]);
+    assert_null(config_transport_find(c, "relay"));
+    assert_null(config_transport_find(c, NULL));
+    assert_non_null(c->routes);
+    assert_int_equal(route_table_count(c->routes), 0);
+    assert_string_equal(route_table_default(c->routes), "capture");
+    assert_int_equal(c->route_rules.naccounts + c->route_rules.nsender_domains + c->route_rules.nglobal, 0);
+    assert_false(config_has_redacted_secrets(c));
     config_free(c);
     buf_free(&e);
 }
@@ -154,7 +174,8 @@ static const struct good_case good_cases[] = {
       "    - address: 127.0.0.1:2525\n"
       "delivery:\n  default_transport: relay\n  workers: 256\n  retry_first: 1s\n"
       "  retry_max: 7d\n  expiry: 30d\n  lease: 10s\n"
-      "capture:\n  dir: /var/lib/switchyard/capture\n",
+      "capture:\n  dir: /var/lib/switchyard/capture\n"
+      "transports:\n  relay:\n    type: smtp\n    host: smtp.example.net\n",
       { "node: \"mx1.example\"\nuser: \"switchyard\"\nlog:\n  level: debug\n  syslog: true\n",
         "  address: \"[::1]:6380\"\n  # password: (not set)\n  db: 15\n  prefix: \"sy_test-1\"\n"
         "  connect_timeout: 1500ms\n  command_timeout: 5m\n",
@@ -168,7 +189,9 @@ static const struct good_case good_cases[] = {
         "    - name: \"lmtp1\"\n      address: \"127.0.0.1:2525\"\n      mode: \"0660\"\n      trusted: false\n",
         "  default_transport: \"relay\"\n  workers: 256\n  retry_first: 1s\n  retry_max: 7d\n"
         "  expiry: 30d\n  lease: 10s\n",
-        "capture:\n  dir: \"/var/lib/switchyard/capture\"\n" } },
+        "capture:\n  dir: \"/var/lib/switchyard/capture\"\n",
+        "transports:\n  \"relay\":\n    type: smtp\n    host: \"smtp.example.net\"\n    port: 25\n"
+        "    tls: required\n    allow_plaintext_auth: false\n    helo_name: \"lmtp.example\"\n" } },
     { "durations: plain seconds, ms, minutes, days",
       "redis:\n  connect_timeout: 30\n  command_timeout: 100ms\n"
       "delivery:\n  retry_first: 90\n  retry_max: 1d\n  expiry: 1m\n  lease: 86400\n" BASE,
@@ -217,6 +240,72 @@ static const struct good_case good_cases[] = {
     { "strings with quotes and backslashes are escaped in the dump",
       "lmtp:\n  listeners:\n    - address: unix:/run/a\"b\\c\n" SPOOL,
       { "      address: \"unix:/run/a\\\"b\\\\c\"\n" } },
+
+    /* transports and routes */
+    { "transports: every type, every key",
+      "node: n1\n"
+      "transports:\n"
+      "  relay:\n    type: SMTP\n    host: Smarthost.Example.NET.\n    port: 2525\n    tls: opportunistic\n"
+      "    helo_name: mx1.example.org\n    connect_timeout: 1m\n    max_connections: 1000\n"
+      "    retry:\n      first: 1m\n      max: 2h\n      expiry: 2d\n"
+      "  sub: {type: submission, host: \"192.0.2.1\", tls: required-unverified}\n"
+      "  subs: {type: submissions, host: \"[2001:DB8::1]\"}\n"
+      "  dovecot: {type: lmtp, host: \"unix:/run/dovecot/lmtp\"}\n"
+      "  lmtp-tcp: {type: lmtp, host: \"2001:db8::2\", port: 10024, tls: none}\n"
+      "  plain: {type: smtp, host: localhost, tls: none}\n"
+      "delivery:\n  default_transport: relay\n" BASE,
+      { "  default_transport: \"relay\"\n",
+        "transports:\n  \"relay\":\n    type: smtp\n    host: \"smarthost.example.net\"\n    port: 2525\n"
+        "    tls: opportunistic\n    allow_plaintext_auth: false\n    helo_name: \"mx1.example.org\"\n"
+        "    connect_timeout: 1m\n    max_connections: 1000\n    retry:\n      first: 1m\n      max: 2h\n"
+        "      expiry: 2d\n",
+        "  \"sub\":\n    type: submission\n    host: \"192.0.2.1\"\n    port: 587\n    tls: required-unverified\n"
+        "    allow_plaintext_auth: false\n    helo_name: \"n1\"\n    connect_timeout: 30s\n    max_connections: 10\n"
+        "    # retry: (delivery.retry_first, retry_max and expiry apply)\n",
+        "  \"subs\":\n    type: submissions\n    host: \"2001:DB8::1\"\n    port: 465\n    tls: required\n",
+        "  \"dovecot\":\n    type: lmtp\n    host: \"unix:/run/dovecot/lmtp\"\n    tls: none\n    helo_name: \"n1\"\n",
+        "  \"lmtp-tcp\":\n    type: lmtp\n    host: \"2001:db8::2\"\n    port: 10024\n    tls: none\n",
+        "  \"plain\":\n    type: smtp\n    host: \"localhost\"\n    port: 25\n    tls: none\n",
+        "  \"capture\":\n    type: capture\n    max_connections: 10\n"
+        "    # retry: (delivery.retry_first, retry_max and expiry apply)\n"
+        "routes:\n  # accounts: (none)\n  # sender_domains: (none)\n  # global: (none)\n" } },
+    { "routes: every scope, normalised",
+      "transports:\n  relay: {type: smtp, host: relay.example}\n"
+      "routes:\n"
+      "  accounts:\n"
+      "    \"alice@example.org\":\n      - match: {recipient_domains: [.Partner.Example]}\n        transport: \"\"\n"
+      "    apps: []\n"
+      "    bob:\n"
+      "  sender_domains:\n"
+      "    Example.COM.:\n"
+      "      - match:\n          sender_domains: [a.example]\n          recipient_domains: [b.example, .c.example.]\n"
+      "          min_attempts: 2\n          listeners: [lmtp0]\n        transport: relay\n"
+      "      - transport: capture\n"
+      "        match: {sender_domains: [], min_attempts: 1000000}\n"
+      "  global:\n    - transport: relay\n" BASE,
+      { "routes:\n  accounts:\n    \"alice@example.org\":\n      - transport: \"\"\n        match:\n"
+        "          min_attempts: 0\n          recipient_domains: [\".partner.example\"]\n"
+        "    \"apps\": []\n    \"bob\": []\n"
+        "  sender_domains:\n    \"example.com\":\n      - transport: \"relay\"\n        match:\n"
+        "          min_attempts: 2\n          sender_domains: [\"a.example\"]\n"
+        "          recipient_domains: [\"b.example\", \".c.example\"]\n          listeners: [\"lmtp0\"]\n"
+        "      - transport: \"capture\"\n        match:\n          min_attempts: 1000000\n"
+        "  global:\n    - transport: \"relay\"\n      match:\n        min_attempts: 0\n" } },
+    { "capture defined in the file, and a second capture transport",
+      "transports:\n  capture: {type: capture, max_connections: 3, retry: {max: 30m}}\n"
+      "  mycap: {type: capture}\n" BASE,
+      { "transports:\n  \"capture\":\n    type: capture\n    max_connections: 3\n    retry:\n      max: 30m\n"
+        "  \"mycap\":\n    type: capture\n    max_connections: 10\n"
+        "    # retry: (delivery.retry_first, retry_max and expiry apply)\nroutes:\n" } },
+    { "empty transports and routes sections",
+      "transports:\nroutes:\n  accounts:\n  global: []\n" BASE,
+      { "transports:\n  \"capture\":\n    type: capture\n", "  # global: (none)\n" } },
+    { "flow-style transports and routes",
+      "{node: f, spool: {dir: /s/p}, lmtp: {listeners: [{address: \"127.0.0.1:2424\"}]},\n"
+      " transports: {a: {type: smtp, host: a.example}},\n"
+      " routes: {global: [{transport: a, match: {min_attempts: 1}}]}}\n",
+      { "  \"a\":\n    type: smtp\n    host: \"a.example\"\n",
+        "  global:\n    - transport: \"a\"\n      match:\n        min_attempts: 1\n" } },
 };
 
 /* Good documents: no error, and the dump shows each expected value. */
@@ -470,6 +559,167 @@ static const struct bad_case bad_cases[] = {
       "t.yaml:9: lmtp.listeners[0].address: TCP port 25 is refused: LMTP must not be used on the SMTP port "
       "(RFC 2033 section 5)\n"
       "t.yaml:10: lmtp.listeners[0].mode: expected octal permissions from 0000 to 0777, got \"8\"\n" },
+    /* transports */
+    { "unknown default_transport", "delivery:\n  default_transport: relay\n" BASE,
+      "t.yaml:2: delivery.default_transport: unknown transport \"relay\" (defined: capture)\n" },
+    { "unknown default_transport, some defined",
+      "transports:\n  a: {type: capture}\n  b: {type: smtp, host: b.example}\ndelivery:\n  default_transport: c\n" BASE,
+      "t.yaml:5: delivery.default_transport: unknown transport \"c\" (defined: a, b, capture)\n" },
+    { "top-level key misspelt", "transport:\n  a: {type: capture}\n" BASE,
+      "t.yaml:1: transport: unknown key (did you mean \"transports\"?)\n" },
+    { "transports is a list", "transports:\n  - a\n" BASE,
+      "t.yaml:1: transports: expected a mapping of transport names, found a list\n" },
+    { "transports given twice", "transports: {}\ntransports: {}\n" BASE,
+      "t.yaml:2: transports: duplicate key (first given on line 1)\n" },
+    { "duplicate transport name", "transports:\n  a:\n    type: capture\n  a:\n    type: capture\n" BASE,
+      "t.yaml:4: transports.a: duplicate key (first given on line 2)\n" },
+    { "duplicate key inside a transport", "transports:\n  a:\n    type: capture\n    type: smtp\n" BASE,
+      "t.yaml:4: transports.a.type: duplicate key (first given on line 3)\n" },
+    { "transport without type, null, not a mapping, bad name",
+      "transports:\n  relay:\n    host: a.example\n  c:\n  d: 5\n  \"a b\": {type: capture}\n" BASE,
+      "t.yaml:2: transports.relay.type: required key is missing (smtp, submission, submissions, lmtp, capture)\n"
+      "t.yaml:4: transports.c: a transport needs at least a type (smtp, submission, submissions, lmtp, capture)\n"
+      "t.yaml:5: transports.d: expected a mapping, found a single value\n"
+      "t.yaml:6: transports.a b: \"a b\" is not a valid transport name (1 to 64 characters from A-Z a-z 0-9 ._-)\n" },
+    { "bad type, unknown keys", "transports:\n  a:\n    type: smtps\n    hots: x\n    retry: {expiri: 5d}\n" BASE,
+      "t.yaml:3: transports.a.type: expected one of smtp, submission, submissions, lmtp, capture, got \"smtps\"\n"
+      "t.yaml:4: transports.a.hots: unknown key (did you mean \"host\"?)\n"
+      "t.yaml:5: transports.a.retry.expiri: unknown key (did you mean \"expiry\"?)\n" },
+    { "capture is reserved for the capture type", "transports:\n  capture:\n    type: smtp\n    host: a.example\n" BASE,
+      "t.yaml:3: transports.capture.type: the name \"capture\" belongs to the built-in capture transport: "
+      "use type: capture, or another name\n" },
+    { "missing host", "transports:\n  relay:\n    type: smtp\n" BASE,
+      "t.yaml:2: transports.relay.host: required key is missing (the host to connect to)\n" },
+    { "bad hosts",
+      "transports:\n  a: {type: smtp, host: \"smtp.exa mple.com\"}\n  b: {type: smtp, host: 300.1.2.3}\n"
+      "  c: {type: smtp, host: \"[::g]\"}\n  d: {type: smtp, host: \"b\xc3\xbc" "cher.example\"}\n"
+      "  e: {type: smtp, host: _x.example}\n  f: {type: smtp, host: -a.example}\n  g: {type: smtp, host: \"[::1\"}\n"
+      "  h: {type: lmtp, host: \"unix:run/x\"}\n  i: {type: smtp, host: \"unix:/run/x\"}\n" BASE,
+      "t.yaml:2: transports.a.host: \"smtp.exa mple.com\": the domain holds the byte 0x20 "
+      "(labels are letters, digits, '-' and '_')\n"
+      "t.yaml:3: transports.b.host: \"300.1.2.3\" is not a valid IPv4 address\n"
+      "t.yaml:4: transports.c.host: \"[::g]\" is not a valid IPv6 address\n"
+      "t.yaml:5: transports.d.host: \"b??cher.example\": a host name is letters, digits, '-' and '.' "
+      "(write an internationalised name in its xn-- form)\n"
+      "t.yaml:6: transports.e.host: \"_x.example\": a host name is letters, digits, '-' and '.' "
+      "(write an internationalised name in its xn-- form)\n"
+      "t.yaml:7: transports.f.host: \"-a.example\": a label starts or ends with '-'\n"
+      "t.yaml:8: transports.g.host: \"[::1\" is not a valid IPv6 address\n"
+      "t.yaml:9: transports.h.host: \"unix:run/x\": a UNIX socket needs an absolute path (unix:/path)\n"
+      "t.yaml:10: transports.i.host: \"unix:/run/x\" is not a valid IPv6 address\n" },
+    { "ports and tls by type",
+      "transports:\n  a: {type: smtp, host: a.example, port: 0}\n  b: {type: lmtp, host: a.example, port: 25}\n"
+      "  c: {type: lmtp, host: \"unix:/run/x\", port: 24, tls: required}\n"
+      "  d: {type: submissions, host: a.example, tls: opportunistic}\n"
+      "  e: {type: smtp, host: a.example, tls: maybe}\n  f: {type: submission, host: a.example, port: 65536}\n" BASE,
+      "t.yaml:2: transports.a.port: 0 is out of range (1 to 65535)\n"
+      "t.yaml:3: transports.b.port: port 25 is refused: LMTP must not be used on the SMTP port (RFC 2033 section 5)\n"
+      "t.yaml:4: transports.c.port: a UNIX socket has no port\n"
+      "t.yaml:4: transports.c.tls: TLS is not used over a UNIX socket: remove tls or set it to none\n"
+      "t.yaml:5: transports.d.tls: submissions is implicit TLS (RFC 8314): tls must be required or required-unverified\n"
+      "t.yaml:6: transports.e.tls: expected one of required, required-unverified, opportunistic, none, got \"maybe\"\n"
+      "t.yaml:7: transports.f.port: 65536 is out of range (1 to 65535)\n" },
+    { "keys a capture transport does not use",
+      "transports:\n  a:\n    type: capture\n    host: x\n    auth: {username: u, password: p}\n"
+      "    connect_timeout: 5s\n" BASE,
+      "t.yaml:4: transports.a.host: not used by a capture transport\n"
+      "t.yaml:5: transports.a.auth: not used by a capture transport\n"
+      "t.yaml:6: transports.a.connect_timeout: not used by a capture transport\n" },
+    { "limits of a transport",
+      "transports:\n  a:\n    type: smtp\n    host: a.example\n    connect_timeout: 11m\n    max_connections: 0\n"
+      "    helo_name: \"mx 1\"\n    retry: {first: 2h, max: 1h}\n  b: {type: capture, retry: {first: soon}}\n"
+      "  c: {type: capture, retry: {expiry: 31d}}\n  d: {type: capture, retry: [1m]}\n" BASE,
+      "t.yaml:5: transports.a.connect_timeout: \"11m\" is out of range (1s to 10m)\n"
+      "t.yaml:6: transports.a.max_connections: 0 is out of range (1 to 1000)\n"
+      "t.yaml:7: transports.a.helo_name: \"mx 1\" is not a valid host name (1 to 255 characters from "
+      "A-Z a-z 0-9 .-_:[])\n"
+      "t.yaml:8: transports.a.retry.max: retry max (1h) must not be shorter than retry first (2h)\n"
+      "t.yaml:9: transports.b.retry.first: \"soon\" is not a duration (examples: 1500ms, 30s, 5m, 4h, 5d)\n"
+      "t.yaml:10: transports.c.retry.expiry: \"31d\" is out of range (1m to 30d)\n"
+      "t.yaml:11: transports.d.retry: expected a mapping, found a list\n" },
+    { "retry first above the inherited max", "transports:\n  a: {type: capture, retry: {first: 5h}}\n" BASE,
+      "t.yaml:2: transports.a.retry.first: retry max (4h) must not be shorter than retry first (5h)\n" },
+    { "auth problems",
+      "transports:\n"
+      "  a: {type: lmtp, host: a.example, auth: {username: u, password: p}}\n"
+      "  c: {type: submission, host: a.example, auth: {password: p}}\n"
+      "  d: {type: submission, host: a.example, auth: {username: u}}\n"
+      "  e: {type: submission, host: a.example, auth: {username: u, password: p, password_file: /x}}\n"
+      "  f: {type: submission, host: a.example, auth: {username: u, password: \"<redacted>\"}}\n"
+      "  g: {type: submission, host: a.example, auth: {username: u, password: p, mechanisms: [PLAIN, XOAUTH2, plain]}}\n"
+      "  h: {type: submission, host: a.example, auth: {username: u, password: p, mechanisms: []}}\n"
+      "  i: {type: submission, host: a.example, auth: {username: u, password: p, mechanisms: PLAIN}}\n"
+      "  j: {type: submission, host: a.example, tls: none, auth: {username: u, password: p}}\n"
+      "  k: {type: submission, host: a.example, allow_plaintext_auth: true}\n"
+      "  l: {type: submission, host: a.example, auth: {username: \"\", password: \"sec\\tret\", usernme: x}}\n"
+      "  m: {type: submission, host: a.example, auth: [u, p]}\n" BASE,
+      "t.yaml:2: transports.a.auth: auth is only for smtp, submission and submissions transports\n"
+      "t.yaml:3: transports.c.auth.username: required key is missing (the user name to authenticate as)\n"
+      "t.yaml:4: transports.d.auth.password: required key is missing (password or password_file)\n"
+      "t.yaml:5: transports.e.auth.password_file: set either password or password_file, not both\n"
+      "t.yaml:6: transports.f.auth.password: \"<redacted>\" is the placeholder written by check-config: "
+      "put the real password here, or use password_file\n"
+      "t.yaml:7: transports.g.auth.mechanisms[1]: expected one of SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS, "
+      "SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, PLAIN, LOGIN, got \"XOAUTH2\"\n"
+      "t.yaml:7: transports.g.auth.mechanisms[2]: PLAIN is listed twice\n"
+      "t.yaml:8: transports.h.auth.mechanisms: at least one mechanism is required\n"
+      "t.yaml:9: transports.i.auth.mechanisms: expected a list, found a single value\n"
+      "t.yaml:10: transports.j.auth: tls is none, so the password would cross the network in clear: "
+      "set allow_plaintext_auth: true to allow that\n"
+      "t.yaml:11: transports.k.allow_plaintext_auth: has no effect without auth\n"
+      "t.yaml:12: transports.l.auth.usernme: unknown key (did you mean \"username\"?)\n"
+      "t.yaml:12: transports.l.auth.username: \"\": the user name must be 1 to 255 bytes without control characters\n"
+      "t.yaml:12: transports.l.auth.password: the password must be non-empty, without control characters\n"
+      "t.yaml:13: transports.m.auth: expected a mapping, found a list\n" },
+    { "too many transports", NULL, "t.yaml:1: transports: too many transports (at most 64)\n" },
+
+    /* routes */
+    { "routes is a list", "routes: [a]\n" BASE,
+      "t.yaml:1: routes: expected a mapping (accounts, sender_domains, global), found a list\n" },
+    { "routes.global is a mapping", "routes:\n  global: {a: b}\n" BASE,
+      "t.yaml:2: routes.global: expected a list, found a mapping\n" },
+    { "route rule problems",
+      "routes:\n"
+      "  global:\n"
+      "    - match:\n        recipient_domain: [a.example]\n      transport: nope\n"
+      "    - transport:\n"
+      "    - match: {sender_domains: [\"exa mple.com\", \".\", \"*.example.com\", \"..example.com\", ~], min_attempts: -1}\n"
+      "      transport: \"\"\n"
+      "    - match: {sender_domains: example.com, listeners: [lmtp0, postfix, ~]}\n      transprt: capture\n"
+      "    -\n"
+      "    - match: [a]\n      transport: [capture]\n"
+      "  sender_domains:\n    Example.com: []\n    example.COM.:\n      - transport: capture\n    \"-bad.example\": []\n"
+      "  accounts:\n    alice: {transport: capture}\n    \"\": []\n"
+      "  global_rules: []\n" BASE,
+      "t.yaml:4: routes.global[0].match.recipient_domain: unknown key (did you mean \"recipient_domains\"?)\n"
+      "t.yaml:5: routes.global[0].transport: unknown transport \"nope\" (defined: capture)\n"
+      "t.yaml:6: routes.global[1].transport: a transport name is required (\"\" for the default transport)\n"
+      "t.yaml:7: routes.global[2].match.sender_domains[0]: \"exa mple.com\": the domain holds the byte 0x20 "
+      "(labels are letters, digits, '-' and '_')\n"
+      "t.yaml:7: routes.global[2].match.sender_domains[1]: \".\": the domain is empty\n"
+      "t.yaml:7: routes.global[2].match.sender_domains[2]: \"*.example.com\": the domain holds '*' "
+      "(labels are letters, digits, '-' and '_')\n"
+      "t.yaml:7: routes.global[2].match.sender_domains[3]: \"..example.com\": the domain has an empty label\n"
+      "t.yaml:7: routes.global[2].match.sender_domains[4]: expected a domain (\"example.com\", or \".example.com\" "
+      "for it and its subdomains)\n"
+      "t.yaml:7: routes.global[2].match.min_attempts: expected an integer from 0 to 1000000, got \"-1\"\n"
+      "t.yaml:9: routes.global[3].match.sender_domains: expected a list, found a single value\n"
+      "t.yaml:9: routes.global[3].match.listeners[1]: unknown listener \"postfix\" (lmtp.listeners names them)\n"
+      "t.yaml:9: routes.global[3].match.listeners[2]: expected a listener name\n"
+      "t.yaml:9: routes.global[3].transport: a transport name is required (\"\" for the default transport)\n"
+      "t.yaml:10: routes.global[3].transprt: unknown key (did you mean \"transport\"?)\n"
+      "t.yaml:11: routes.global[4]: expected a rule (match: and transport:)\n"
+      "t.yaml:12: routes.global[5].match: expected a mapping, found a list\n"
+      "t.yaml:13: routes.global[5].transport: expected a single value, found a list\n"
+      "t.yaml:16: routes.sender_domains.example.COM.: the same domain as line 15\n"
+      "t.yaml:18: routes.sender_domains.-bad.example: \"-bad.example\": a label starts or ends with '-'\n"
+      "t.yaml:20: routes.accounts.alice: expected a list, found a mapping\n"
+      "t.yaml:21: routes.accounts.: \"\": an account is 1 to 255 bytes without control characters\n"
+      "t.yaml:22: routes.global_rules: unknown key\n" },
+    { "a sender domain key with a leading dot", "routes:\n  sender_domains:\n    .example.com: []\n" BASE,
+      "t.yaml:3: routes.sender_domains..example.com: \".example.com\": a leading dot is not allowed here\n" },
+    { "value too long inside transports", NULL,
+      "t.yaml:3: transports.a.host: value is too long (at most 4096 bytes)\n" },
 };
 
 /* long_value_yaml - a listener name past libcyaml's length limit */
@@ -486,13 +736,36 @@ static char *long_value_yaml(void)
     return buf_take(&b, NULL);
 }
 
+/* gen_bad_yaml - the documents of the bad cases too long to write out */
+static char *gen_bad_yaml(const char *name)
+{
+    struct buf b;
+
+    if (strcmp(name, "value too long (reported by libcyaml)") == 0)
+        return long_value_yaml();
+    buf_init(&b, 64 * 1024);
+    if (strcmp(name, "too many transports") == 0) {
+        assert_int_equal(buf_append_str(&b, "transports:\n"), SY_OK);
+        for (int i = 0; i < 65; i++)
+            assert_int_equal(buf_printf(&b, "  t%d: {type: capture}\n", i), SY_OK);
+    } else {
+        assert_string_equal(name, "value too long inside transports");
+        assert_int_equal(buf_append_str(&b, "transports:\n  a:\n    host: "), SY_OK);
+        for (int i = 0; i < 5000; i++)
+            assert_int_equal(buf_append_byte(&b, 'h'), SY_OK);
+        assert_int_equal(buf_append_str(&b, "\n    type: smtp\n"), SY_OK);
+    }
+    assert_int_equal(buf_append_str(&b, BASE), SY_OK);
+    return buf_take(&b, NULL);
+}
+
 /* Bad documents: NULL, the exact errors, and earlier text in errors kept. */
 static void test_bad(void **state)
 {
     (void) state;
     for (size_t i = 0; i < ARRAY_SIZE(bad_cases); i++) {
         const struct bad_case *b = &bad_cases[i];
-        char *gen = b->yaml == NULL ? long_value_yaml() : NULL;
+        char *gen = b->yaml == NULL ? gen_bad_yaml(b->name) : NULL;
         struct buf e;
         struct config *c;
 
@@ -826,6 +1099,238 @@ static void test_password_secrecy(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* ---- transports and routes: the structs -------------------------------- */
+
+/* The fields the relay engine reads, straight from the struct. */
+static void test_transports(void **state)
+{
+    const struct cfg_transport *t;
+    struct route_facts f = { "a@example.org", "b@gmail.com", 3, "lmtp0", NULL };
+    struct route_match m;
+    struct config *c;
+    struct buf e;
+
+    (void) state;
+    buf_init(&e, ERRORS_MAX);
+    c = load(good_cases[ARRAY_SIZE(good_cases) - 5].yaml, &e);
+    assert_string_equal(buf_str(&e), "");
+    assert_non_null(c);
+    assert_int_equal(c->ntransports, 7);
+    t = config_transport_find(c, "relay");
+    assert_ptr_equal(t, &c->transports[0]);
+    assert_int_equal(t->type, CFG_TRANSPORT_SMTP);
+    assert_false(t->builtin);
+    assert_string_equal(t->host, "smarthost.example.net");
+    assert_null(t->socket);
+    assert_int_equal(t->port, 2525);
+    assert_int_equal(t->tls, CFG_TLS_OPPORTUNISTIC);
+    assert_false(t->has_auth);
+    assert_false(t->allow_plaintext_auth);
+    assert_string_equal(t->helo_name, "mx1.example.org");
+    assert_int_equal(t->connect_timeout_ms, 60000);
+    assert_int_equal(t->max_connections, 1000);
+    assert_int_equal(t->retry_first_ms, 60000);
+    assert_int_equal(t->retry_max_ms, 2ULL * 3600000);
+    assert_int_equal(t->expiry_ms, 2ULL * 86400000);
+    assert_true(t->retry_first_set && t->retry_max_set && t->expiry_set);
+    t = config_transport_find(c, "sub");
+    assert_int_equal(t->type, CFG_TRANSPORT_SUBMISSION);
+    assert_int_equal(t->port, 587);
+    assert_int_equal(t->tls, CFG_TLS_REQUIRED_UNVERIFIED);
+    assert_string_equal(t->helo_name, "n1");
+    assert_int_equal(t->connect_timeout_ms, 30000);
+    assert_int_equal(t->max_connections, 10);
+    assert_false(t->retry_first_set || t->retry_max_set || t->expiry_set);
+    assert_int_equal(t->retry_first_ms, 5ULL * 60000);
+    assert_int_equal(t->expiry_ms, 5ULL * 86400000);
+    t = config_transport_find(c, "subs");
+    assert_int_equal(t->port, 465);
+    assert_int_equal(t->tls, CFG_TLS_REQUIRED);
+    assert_string_equal(t->host, "2001:DB8::1");
+    t = config_transport_find(c, "dovecot");
+    assert_int_equal(t->type, CFG_TRANSPORT_LMTP);
+    assert_null(t->host);
+    assert_string_equal(t->socket, "/run/dovecot/lmtp");
+    assert_int_equal(t->port, 0);
+    assert_int_equal(t->tls, CFG_TLS_NONE);
+    t = config_transport_find(c, "lmtp-tcp");
+    assert_int_equal(t->port, 10024);
+    t = config_transport_find(c, "capture");
+    assert_true(t->builtin);
+    assert_ptr_equal(t, &c->transports[6]);
+    assert_null(t->helo_name);
+    /* default_transport feeds the route table */
+    assert_string_equal(route_table_default(c->routes), "relay");
+    assert_string_equal(route_select(c->routes, &f, &m), "relay");
+    assert_true(m.is_default);
+    config_free(c);
+
+    print_message("lmtp over TCP: opportunistic TLS by default, port 24\n");
+    c = load("transports:\n  d: {type: lmtp, host: 192.0.2.24}\n" BASE, &e);
+    assert_non_null(c);
+    assert_int_equal(c->transports[0].tls, CFG_TLS_OPPORTUNISTIC);
+    assert_int_equal(c->transports[0].port, 24);
+    config_free(c);
+
+    print_message("a capture transport in the file replaces the implicit one\n");
+    c = load(good_cases[ARRAY_SIZE(good_cases) - 3].yaml, &e);
+    assert_non_null(c);
+    assert_int_equal(c->ntransports, 2);
+    assert_false(c->transports[0].builtin);
+    assert_int_equal(c->transports[0].max_connections, 3);
+    assert_int_equal(c->transports[0].retry_max_ms, 30ULL * 60000);
+    assert_int_equal(c->transports[0].retry_first_ms, 5ULL * 60000);
+    assert_true(c->transports[0].retry_max_set);
+    assert_false(c->transports[0].retry_first_set);
+    config_free(c);
+
+    print_message("the routes: section, normalised, and its table\n");
+    c = load(good_cases[ARRAY_SIZE(good_cases) - 4].yaml, &e);
+    assert_non_null(c);
+    assert_int_equal(c->route_rules.naccounts, 3);
+    assert_string_equal(c->route_rules.accounts[0].key, "alice@example.org");
+    assert_int_equal(c->route_rules.accounts[0].nrules, 1);
+    assert_string_equal(c->route_rules.accounts[0].rules[0].transport, "");
+    assert_string_equal(c->route_rules.accounts[0].rules[0].recipient_domains[0], ".partner.example");
+    assert_int_equal(c->route_rules.accounts[1].nrules, 0);
+    assert_int_equal(c->route_rules.nsender_domains, 1);
+    assert_string_equal(c->route_rules.sender_domains[0].key, "example.com");
+    assert_int_equal(c->route_rules.sender_domains[0].nrules, 2);
+    assert_int_equal(c->route_rules.sender_domains[0].rules[0].min_attempts, 2);
+    assert_string_equal(c->route_rules.sender_domains[0].rules[0].recipient_domains[1], ".c.example");
+    assert_string_equal(c->route_rules.sender_domains[0].rules[0].listeners[0], "lmtp0");
+    assert_int_equal(c->route_rules.nglobal, 1);
+    assert_int_equal(route_table_count(c->routes), 4);
+    f.sender = "x@EXAMPLE.com";
+    f.recipient = "y@d.c.example";
+    f.attempts_made = 2;
+    f.account = "alice@example.org";
+    /* sender_domain example.com [0] also wants sender domain a.example: never true there */
+    assert_string_equal(route_select(c->routes, &f, &m), "relay");
+    assert_int_equal(m.scope, ROUTE_SCOPE_GLOBAL);
+    f.attempts_made = 1000000;
+    assert_string_equal(route_select(c->routes, &f, &m), "capture");
+    assert_int_equal(m.scope, ROUTE_SCOPE_SENDER_DOMAIN);
+    assert_int_equal(m.index, 1);
+    assert_string_equal(m.key, "example.com");
+    f.recipient = "y@x.partner.example";
+    assert_string_equal(route_select(c->routes, &f, &m), "capture");
+    assert_int_equal(m.scope, ROUTE_SCOPE_ACCOUNT);
+    assert_true(m.is_default);
+    config_free(c);
+
+    assert_string_equal(cfg_transport_type_name(CFG_TRANSPORT_SUBMISSIONS), "submissions");
+    assert_string_equal(cfg_transport_type_name(-1), "?");
+    assert_string_equal(cfg_transport_type_name(CFG_TRANSPORT_TYPE_COUNT), "?");
+    assert_string_equal(cfg_tls_name(CFG_TLS_REQUIRED_UNVERIFIED), "required-unverified");
+    assert_string_equal(cfg_tls_name(CFG_TLS_COUNT), "?");
+    assert_string_equal(cfg_sasl_mech_name(CFG_SASL_SCRAM_SHA_256_PLUS), "SCRAM-SHA-256-PLUS");
+    assert_string_equal(cfg_sasl_mech_name(CFG_SASL_LOGIN), "LOGIN");
+    assert_string_equal(cfg_sasl_mech_name(CFG_SASL_MECH_COUNT), "?");
+    buf_free(&e);
+}
+
+/* Transport passwords: from a file (its path kept for the dump) or inline
+ * (redacted); never in an error, a warning or the dump. */
+static void test_transport_auth(void **state)
+{
+    char dir[] = "/tmp/test_config.XXXXXX", file[256], yaml[1024], *d, *err;
+    struct config *c, *c2;
+    const struct cfg_transport *t;
+    struct buf e;
+
+    (void) state;
+    assert_non_null(mkdtemp(dir));
+    (void) snprintf(file, sizeof(file), "%s/provider.pw", dir);
+    write_file(file, "Pr0v1der-s3cret\n", 16, 0600);
+    (void) snprintf(yaml, sizeof(yaml),
+                    "node: n1\n"
+                    "transports:\n"
+                    "  fromfile:\n    type: submission\n    host: smtp.provider.example\n"
+                    "    auth:\n      username: mx1@example.org\n      password_file: %s\n"
+                    "      mechanisms: [scram-sha-256-plus, Plain, LOGIN]\n"
+                    "  clear:\n    type: smtp\n    host: 192.0.2.1\n    tls: none\n    allow_plaintext_auth: yes\n"
+                    "    auth: {username: u, password: \"Inl1ne-s3cret\"}\n" BASE, file);
+    buf_init(&e, ERRORS_MAX);
+    c = load(yaml, &e);
+    assert_string_equal(buf_str(&e), "");
+    assert_non_null(c);
+    assert_true(config_has_redacted_secrets(c));
+    t = config_transport_find(c, "fromfile");
+    assert_true(t->has_auth);
+    assert_string_equal(t->auth.username, "mx1@example.org");
+    assert_string_equal(t->auth.password, "Pr0v1der-s3cret");
+    assert_string_equal(t->auth.password_file, file);
+    assert_int_equal(t->auth.nmechanisms, 3);
+    assert_int_equal(t->auth.mechanisms[0], CFG_SASL_SCRAM_SHA_256_PLUS);
+    assert_int_equal(t->auth.mechanisms[1], CFG_SASL_PLAIN);
+    assert_int_equal(t->auth.mechanisms[2], CFG_SASL_LOGIN);
+    t = config_transport_find(c, "clear");
+    assert_string_equal(t->auth.password, "Inl1ne-s3cret");
+    assert_null(t->auth.password_file);
+    assert_true(t->allow_plaintext_auth);
+    assert_int_equal(t->tls, CFG_TLS_NONE);
+    /* default: every mechanism, strongest first */
+    assert_int_equal(t->auth.nmechanisms, CFG_SASL_MECH_COUNT);
+    for (size_t i = 0; i < CFG_SASL_MECH_COUNT; i++)
+        assert_int_equal(t->auth.mechanisms[i], (int) i);
+    d = dump(c);
+    assert_null(strstr(d, "s3cret"));
+    assert_non_null(strstr(d, "      password_file: \""));
+    assert_non_null(strstr(d, "      mechanisms: [SCRAM-SHA-256-PLUS, PLAIN, LOGIN]\n"));
+    assert_non_null(strstr(d, "    auth:\n      username: \"u\"\n      password: \"<redacted>\"\n"));
+    /* The inline one does not load back; the one from a file would. */
+    c2 = config_load_mem("dump.yaml", d, strlen(d), &e);
+    assert_null(c2);
+    assert_non_null(strstr(buf_str(&e), "dump.yaml:"));
+    assert_non_null(strstr(buf_str(&e), ": transports.clear.auth.password: \"<redacted>\" is the placeholder"));
+    assert_null(strstr(buf_str(&e), "fromfile"));
+    assert_null(strstr(buf_str(&e), "s3cret"));
+    free(d);
+    config_free(c);
+
+    print_message("password_file only: the dump loads again, to the same password\n");
+    buf_reset(&e);
+    (void) snprintf(yaml, sizeof(yaml),
+                    "transports:\n  p:\n    type: submissions\n    host: a.example\n"
+                    "    auth: {username: u, password_file: %s}\n" BASE, file);
+    c = load(yaml, &e);
+    assert_non_null(c);
+    assert_false(config_has_redacted_secrets(c));
+    d = dump(c);
+    c2 = config_load_mem("dump.yaml", d, strlen(d), &e);
+    assert_string_equal(buf_str(&e), "");
+    assert_non_null(c2);
+    assert_string_equal(config_transport_find(c2, "p")->auth.password, "Pr0v1der-s3cret");
+    free(d);
+    config_free(c2);
+    config_free(c);
+
+    print_message("group-readable: a warning naming the key, never the password\n");
+    assert_int_equal(chmod(file, 0644), 0);
+    err = capture_stderr(yaml, &c);
+    assert_non_null(c);
+    assert_non_null(strstr(err, "warning: t.yaml: transports.p.auth.password_file "));
+    assert_non_null(strstr(err, "is readable by group or others (mode 0644)"));
+    assert_null(strstr(err, "s3cret"));
+    free(err);
+    config_free(c);
+
+    print_message("a missing file, and a relative path\n");
+    assert_int_equal(unlink(file), 0);
+    c = load(yaml, &e);
+    assert_null(c);
+    assert_non_null(strstr(buf_str(&e), "t.yaml:5: transports.p.auth.password_file: /tmp/"));
+    assert_non_null(strstr(buf_str(&e), ": No such file or directory\n"));
+    buf_reset(&e);
+    c = load("transports:\n  p:\n    type: submissions\n    host: a.example\n"
+             "    auth:\n      username: u\n      password_file: pw.txt\n" BASE, &e);
+    assert_null(c);
+    assert_string_equal(buf_str(&e), "t.yaml:7: transports.p.auth.password_file: \"pw.txt\" is not an absolute path\n");
+    assert_int_equal(rmdir(dir), 0);
+    buf_free(&e);
+}
+
 /* ---- cfg_addr_parse ------------------------------------------------------ */
 
 struct addr_case {
@@ -924,6 +1429,8 @@ int main(void)
         cmocka_unit_test(test_password_file),
         cmocka_unit_test(test_password_secrecy),
         cmocka_unit_test(test_addr_parse),
+        cmocka_unit_test(test_transports),
+        cmocka_unit_test(test_transport_auth),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
