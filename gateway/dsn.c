@@ -158,6 +158,24 @@ static size_t dsn_utf8_cut(const char *p, size_t max)
     return ((unsigned char) p[k] & 0xc0) == 0x80 ? max : k;
 }
 
+/* dsn_dots_ok - s[0..n) is labels of [A-Za-z0-9_-] joined by single dots,
+ * with no dot (and, when no_edge_hyphen, no hyphen) at either end */
+static int dsn_dots_ok(const char *s, size_t n, int no_edge_hyphen)
+{
+    if (s[0] == '.' || s[n - 1] == '.' || (no_edge_hyphen && (s[0] == '-' || s[n - 1] == '-')))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '.' || c == '-' || c == '_'))
+            return 0;
+        if (c == '.' && s[i + 1] == '.')
+            return 0;
+    }
+    return 1;
+}
+
 /* dsn_host_ok - a host name (letters, digits, '-', '_', '.', not at the
  * ends) or an address literal "[...]" of hex digits, '.', ':' and "IPv6" */
 static int dsn_host_ok(const char *s)
@@ -178,18 +196,7 @@ static int dsn_host_ok(const char *s)
         }
         return 1;
     }
-    if (s[0] == '.' || s[0] == '-' || s[n - 1] == '.' || s[n - 1] == '-')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              c == '.' || c == '-' || c == '_'))
-            return 0;
-        if (c == '.' && s[i + 1] == '.')
-            return 0;
-    }
-    return 1;
+    return dsn_dots_ok(s, n, 1);
 }
 
 /* dsn_token_ok - the caller's token as RFC 5322 dot-atom-text of
@@ -200,18 +207,7 @@ static int dsn_token_ok(const char *s)
 
     if (s == NULL || (n = strlen(s)) == 0 || n > DSN_TOKEN_MAX)
         return 0;
-    if (s[0] == '.' || s[n - 1] == '.')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              c == '.' || c == '-' || c == '_'))
-            return 0;
-        if (c == '.' && s[i + 1] == '.')
-            return 0;
-    }
-    return 1;
+    return dsn_dots_ok(s, n, 0);
 }
 
 /* dsn_atom_ok - a diagnostic-type or address-type: letter or digit, then
