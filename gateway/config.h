@@ -6,9 +6,9 @@
  * files (`password_file`); they are never printed or logged.
  *
  * `transports:` and `routes:` are maps with names chosen by the user, which
- * libcyaml cannot describe: config.c reads those two sections from the
- * libyaml events into a small tree and checks them itself, with the same
- * FILE:LINE: KEY errors. The routes become an immutable rules/ route
+ * libcyaml cannot describe: config_scan.c reads those two sections from the
+ * libyaml events into a small tree and config_relay.c checks them, with the
+ * same FILE:LINE: KEY errors. The routes become an immutable rules/ route
  * table (cfg->routes) that delivery threads share.
  *
  * A loaded struct config is immutable: share it read-only between threads.

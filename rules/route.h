@@ -21,7 +21,7 @@
  *
  * A table is built with a struct route_builder and is immutable from then
  * on: route_select() does not write to it, so one table may be shared by
- * any number of threads. The configuration (gateway/config.c) builds the
+ * any number of threads. The configuration (gateway/config_relay.c) builds the
  * table from the `routes:` section; rules/ knows nothing of YAML.
  *
  * Thread safety: a builder belongs to one thread; a finished table may be
