@@ -84,6 +84,7 @@ struct cfg_delivery {
     uint64_t retry_max_ms;          /* 4 h */
     uint64_t expiry_ms;             /* 5 days (RFC 5321 §4.5.4.1) */
     uint64_t lease_ms;              /* 10 min: a claimed recipient comes back after this */
+    uint64_t retention_ms;          /* 7 days: finished messages stay in Redis this long */
 };
 
 struct cfg_capture {

@@ -18,6 +18,11 @@
 /* Longest idle sleep: also bounds how late a retry can start after a
  * missed kick from another node. */
 #define DELIVER_IDLE_MAX_MS ((int64_t) 1000)
+/* Finished messages past their retention are deleted this often, this
+ * many per script run (one run holds Redis for well under a millisecond
+ * per message). */
+#define DELIVER_SWEEP_EVERY_MS ((int64_t) 60000)
+#define DELIVER_SWEEP_BATCH ((size_t) 500)
 
 struct deliver {
     const struct config *cfg;
@@ -29,6 +34,7 @@ struct deliver {
     pthread_cond_t wake;
     int stopping;
     unsigned long kicks;
+    int64_t next_sweep_ms;      /* monotonic time of the next retention sweep */
 };
 
 struct deliver *deliver_new(const struct config *cfg, struct spool *sp, struct queue_pool *qp)
@@ -176,6 +182,34 @@ static void deliver_one(struct deliver *d, struct queue *q, const struct queue_c
     env_free(&env);
 }
 
+/* deliver_sweep - delete finished messages past delivery.retention; one
+ * worker at a time, about once a minute */
+static void deliver_sweep(struct deliver *d, struct queue *q)
+{
+    int64_t now = clock_mono_ms(), before;
+    size_t n, total = 0;
+    struct sy_err err;
+    int due;
+
+    pthread_mutex_lock(&d->lock);
+    due = now >= d->next_sweep_ms;
+    if (due)
+        d->next_sweep_ms = now + DELIVER_SWEEP_EVERY_MS;
+    pthread_mutex_unlock(&d->lock);
+    if (!due)
+        return;
+    before = clock_real_ms() - (int64_t) d->cfg->delivery.retention_ms;
+    do {
+        if (queue_purge_done(q, before, DELIVER_SWEEP_BATCH, &n, &err) != SY_OK) {
+            log_warn(NULL, "retention sweep: %s", err.text);
+            return;
+        }
+        total += n;
+    } while (n == DELIVER_SWEEP_BATCH);
+    if (total > 0)
+        log_info(NULL, "retention: deleted %zu finished message(s) from Redis", total);
+}
+
 /* deliver_main - one worker thread */
 static void *deliver_main(void *arg)
 {
@@ -212,6 +246,7 @@ static void *deliver_main(void *arg)
         }
         for (size_t i = 0; i < n; i++)
             deliver_one(d, q, &claims[i], &seed);
+        deliver_sweep(d, q);
         if (n == 0 && queue_next_due(q, &next, &err) != SY_OK)
             next = INT64_MAX;
         queue_put(d->qp, q);

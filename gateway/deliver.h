@@ -5,8 +5,10 @@
  * delivers each through the default transport, and records the result:
  * delivered, deferred with exponential backoff and jitter, or failed
  * (permanent reply or expiry). When every recipient of a message is
- * final, its spool file is removed. New mail wakes an idle worker at
- * once (deliver_kick), so it never waits for a polling interval.
+ * final, its spool file is removed; its Redis record is kept for
+ * delivery.retention, then deleted by a sweep about once a minute. New
+ * mail wakes an idle worker at once (deliver_kick), so it never waits for
+ * a polling interval.
  *
  * Thread safety: new/start/stop/free from the main thread; deliver_kick
  * from any thread.

@@ -194,6 +194,22 @@ static const char queue_lua_show[] =
     "end\n"
     "return out\n";
 
+/* PURGE: KEYS done; ARGV before_ms, max, msg-key-base ("P:{N}:msg:"),
+ * rcpt-key-base ("P:{N}:rcpt:"), max nrcpt. Deletes up to max finished
+ * messages whose finish time is at or before before_ms, with their
+ * recipient records, and returns how many. A message is deleted whole or
+ * not at all. */
+static const char queue_lua_purge[] =
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))\n"
+    "for _, id in ipairs(ids) do\n"
+    "  local n = tonumber(redis.call('HGET', ARGV[3] .. id, 'nrcpt')) or 0\n"
+    "  if n > tonumber(ARGV[5]) then n = tonumber(ARGV[5]) end\n"
+    "  for i = 0, n - 1 do redis.call('DEL', ARGV[4] .. id .. ':' .. i) end\n"
+    "  redis.call('DEL', ARGV[3] .. id)\n"
+    "  redis.call('ZREM', KEYS[1], id)\n"
+    "end\n"
+    "return #ids\n";
+
 /* queue_state_name - the stored name of a recipient state */
 const char *queue_state_name(int state)
 {
@@ -518,6 +534,42 @@ int queue_claim_due(struct queue *q, int64_t now_ms, int64_t lease_ms,
     }
     freeReplyObject(r);
     *nout = n;
+    return SY_OK;
+}
+
+int queue_purge_done(struct queue *q, int64_t before_ms, size_t max, size_t *npurged,
+                     struct sy_err *err)
+{
+    char done[QUEUE_KEY_MAX], rcptbase[QUEUE_KEY_MAX], msgbase[QUEUE_KEY_MAX];
+    struct queue_args a;
+    redisReply *r;
+    int rc;
+
+    *npurged = 0;
+    if (max == 0)
+        return SY_OK;
+    if (max > QUEUE_BATCH_MAX)
+        max = QUEUE_BATCH_MAX;
+    queue_key(q, done, sizeof(done), "done");
+    queue_key(q, rcptbase, sizeof(rcptbase), "rcpt:");
+    queue_key(q, msgbase, sizeof(msgbase), "msg:");
+    queue_script_args(&a);
+    queue_args_str(&a, done);
+    queue_args_i64(&a, before_ms);
+    queue_args_i64(&a, (int64_t) max);
+    queue_args_str(&a, msgbase);
+    queue_args_str(&a, rcptbase);
+    queue_args_i64(&a, (int64_t) QUEUE_RCPT_MAX);
+    rc = queue_script(q, QS_PURGE, queue_lua_purge, &a, 1, &r, err);
+    queue_args_free(&a);
+    if (rc != SY_OK)
+        return SY_ETEMP;
+    if (r->type != REDIS_REPLY_INTEGER || r->integer < 0 || (size_t) r->integer > max) {
+        freeReplyObject(r);
+        return queue_unexpected(q, "purge", err);
+    }
+    *npurged = (size_t) r->integer;
+    freeReplyObject(r);
     return SY_OK;
 }
 

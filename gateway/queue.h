@@ -92,6 +92,12 @@ int queue_claim_due(struct queue *q, int64_t now_ms, int64_t lease_ms,
                     struct queue_claim *out, size_t max, size_t *nout,
                     struct sy_err *err);
 
+/* Retention: deletes up to max finished messages (state done or missing)
+ * that finished at or before before_ms, with their recipient records, in
+ * one atomic script; *npurged gets the count. */
+int queue_purge_done(struct queue *q, int64_t before_ms, size_t max, size_t *npurged,
+                     struct sy_err *err);
+
 /* The earliest scheduled time in ms, or INT64_MAX when none; < 0 on error
  * (returned through the int). */
 int queue_next_due(struct queue *q, int64_t *when_ms, struct sy_err *err);

@@ -32,7 +32,7 @@
 #define QUEUE_NUM_SIZE ((size_t) 24)
 
 /* The scripts queue.c runs; the id picks the pool's cached digest. */
-enum queue_script_id { QS_INSERT = 0, QS_CLAIM, QS_RECORD, QS_MISSING, QS_SHOW, QS_COUNT };
+enum queue_script_id { QS_INSERT = 0, QS_CLAIM, QS_RECORD, QS_MISSING, QS_SHOW, QS_PURGE, QS_COUNT };
 
 struct queue_arg;       /* one argument: private to queue_conn.c */
 

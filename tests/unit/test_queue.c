@@ -491,6 +491,68 @@ static void test_insert_dedup(void **state)
     queue_put(p, q);
 }
 
+/* finish - every recipient of qid delivered at at_ms */
+static void finish(struct queue *q, const char *qid, unsigned nrcpt, int64_t at_ms)
+{
+    struct sy_err err;
+
+    for (unsigned i = 0; i < nrcpt; i++) {
+        struct queue_result res = { .state = QUEUE_DELIVERED, .at_ms = at_ms,
+                                    .transport = "capture", .reply = "250 ok" };
+        int all_final = -1;
+
+        assert_int_equal(queue_record_result(q, qid, i, &res, &all_final, &err), SY_OK);
+        assert_int_equal(all_final, i + 1 == nrcpt);
+    }
+}
+
+/* Retention: finished messages older than the cut are deleted whole (hash,
+ * every recipient, the done entry); newer ones and active ones stay. */
+static void test_purge_done(void **state)
+{
+    struct queue_pool *p = *state;
+    struct sy_err err;
+    struct queue *q = queue_get(p, &err);
+    char old1[QID_SIZE], old2[QID_SIZE], recent[QID_SIZE], active[QID_SIZE];
+    size_t n = 99;
+
+    assert_non_null(q);
+    make_qid(21, old1);
+    make_qid(22, old2);
+    make_qid(23, recent);
+    make_qid(24, active);
+    insert_msg(q, old1, 2, NULL, 1000);
+    insert_msg(q, old2, 3, NULL, 1000);
+    insert_msg(q, recent, 1, NULL, 1000);
+    insert_msg(q, active, 2, NULL, 1000);
+    finish(q, old1, 2, 5000);
+    finish(q, old2, 3, 6000);
+    finish(q, recent, 1, 9000);
+
+    assert_int_equal(queue_purge_done(q, 4999, 100, &n, &err), SY_OK);
+    assert_int_equal(n, 0);
+    /* a batch of one: the oldest goes first */
+    assert_int_equal(queue_purge_done(q, 8000, 1, &n, &err), SY_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(raw_int("EXISTS " KEY("msg:%s"), old1), 0);
+    assert_int_equal(raw_int("EXISTS " KEY("msg:%s"), old2), 1);
+    assert_int_equal(queue_purge_done(q, 8000, 100, &n, &err), SY_OK);
+    assert_int_equal(n, 1);
+    for (unsigned i = 0; i < 3; i++)
+        assert_int_equal(raw_int("EXISTS " KEY("rcpt:%s:%u"), old2, i), 0);
+    assert_int_equal(raw_int("EXISTS " KEY("msg:%s"), old2), 0);
+    assert_int_equal(raw_int("EXISTS " KEY("msg:%s"), recent), 1);
+    assert_int_equal(raw_int("EXISTS " KEY("rcpt:%s:0"), recent), 1);
+    assert_int_equal(raw_int("ZCARD " KEY("done")), 1);
+    /* an active message is never touched, whatever the cut */
+    assert_int_equal(queue_purge_done(q, INT64_MAX, 100, &n, &err), SY_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(raw_int("EXISTS " KEY("msg:%s"), active), 1);
+    assert_int_equal(raw_int("EXISTS " KEY("rcpt:%s:1"), active), 1);
+    assert_int_equal(raw_int("ZCARD " KEY("done")), 0);
+    queue_put(p, q);
+}
+
 static void test_held(void **state)
 {
     static const unsigned char held[3] = { 0, 1, 0 };
@@ -1504,6 +1566,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_insert_show, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_insert_idempotent, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_insert_dedup, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_purge_done, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_held, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_claim_lease, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_record_result, test_setup, test_teardown),
