@@ -127,11 +127,6 @@ struct intake_txn *intake_begin(struct intake *in, const struct envelope *env,
     return t;
 }
 
-const char *intake_txn_qid(const struct intake_txn *t)
-{
-    return t->qid;
-}
-
 /* intake_scan_headers - keep the header section (bounded) for Message-ID */
 static void intake_scan_headers(struct intake_txn *t, const char *p, size_t n)
 {

@@ -57,8 +57,6 @@ int intake_write(struct intake_txn *t, const void *p, size_t n, struct sy_err *e
  * whatever the outcome. On SY_OK, qid receives the queue id. */
 int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err);
 void intake_abort(struct intake_txn *t);   /* frees t; NULL is a no-op */
-/* The queue id the transaction will commit under (for logs). */
-const char *intake_txn_qid(const struct intake_txn *t);
 
 /* Start-up reconciliation and `queue rebuild`: removes stale temporary
  * files, re-indexes spool files missing from Redis from their envelope

@@ -2,7 +2,6 @@
 #include "gateway/util/io.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -25,24 +24,6 @@ static int io_wait(int fd, short events, int64_t deadline_ms)
             return SY_OK;
         if (rc < 0 && errno != EINTR)
             return SY_EIO;
-    }
-}
-
-ssize_t io_read(int fd, void *p, size_t n, int64_t deadline_ms)
-{
-    for (;;) {
-        ssize_t r = read(fd, p, n);
-        int rc;
-
-        if (r >= 0)
-            return r;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return SY_EIO;
-        rc = io_wait(fd, POLLIN, deadline_ms);
-        if (rc != SY_OK)
-            return rc;
     }
 }
 
@@ -98,16 +79,5 @@ int io_file_write_all(int fd, const void *p, size_t n)
         c += w;
         n -= (size_t) w;
     }
-    return SY_OK;
-}
-
-int io_set_nonblock(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return SY_EIO;
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
-        return SY_EIO;
     return SY_OK;
 }

@@ -9,11 +9,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
-
-/* Reads at most n bytes into p, waiting until deadline_ms. Returns the
- * count (> 0), 0 at end of file, SY_ETIMEOUT, or SY_EIO. */
-ssize_t io_read(int fd, void *p, size_t n, int64_t deadline_ms);
 
 /* Writes all n bytes (looping over short writes and EINTR) before
  * deadline_ms. SY_OK, SY_ETIMEOUT or SY_EIO. Never raises SIGPIPE. */
@@ -22,8 +17,5 @@ int io_write_all(int fd, const void *p, size_t n, int64_t deadline_ms);
 /* Writes all n bytes to a regular file (EINTR and short writes handled).
  * SY_OK, or SY_ENOSPACE / SY_EIO with errno preserved. */
 int io_file_write_all(int fd, const void *p, size_t n);
-
-/* Sets O_NONBLOCK and FD_CLOEXEC. SY_OK or SY_EIO. */
-int io_set_nonblock(int fd);
 
 #endif

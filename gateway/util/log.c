@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -30,14 +29,6 @@ void log_init(const char *ident, enum log_level min, int use_stderr, int use_sys
 void log_set_level(enum log_level min)
 {
     log_min = min;
-}
-
-int log_level_parse(const char *s)
-{
-    for (size_t i = 0; i < sizeof(log_names) / sizeof(log_names[0]) - 1; i++)
-        if (strcasecmp(s, log_names[i]) == 0)
-            return (int) i;
-    return -1;
 }
 
 /* log_vmsg - format one record and emit it with a single write */

@@ -24,8 +24,6 @@ enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARNING, LOG_LVL_ERROR
 /* ident is borrowed and must live for the process ("switchyard"). */
 void log_init(const char *ident, enum log_level min, int use_stderr, int use_syslog);
 void log_set_level(enum log_level min);
-/* Parses "debug|info|warning|error"; -1 when unknown. */
-int log_level_parse(const char *s);
 
 /* qid may be NULL for records not about one message. */
 void log_msg(enum log_level lvl, const char *qid, const char *fmt, ...)
