@@ -11,7 +11,9 @@
 
 # Plain "=": "?=" does nothing for CC, because make already defines CC=cc.
 CC       = gcc
-BUILD    := build/$(if $(SAN),asan,default)
+# BUILD and FUZZBUILD may be overridden (parallel builds in one tree).
+BUILD    ?= build/$(if $(SAN),asan,default)
+FUZZBUILD ?= build/fuzz
 CSTD     := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 WARN     := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wvla \
             -Wstrict-prototypes -Wmissing-prototypes -Wcast-qual \
@@ -22,7 +24,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 # FORTIFY needs optimisation and clashes with ASan: use it only without SAN.
 MODE     := $(if $(SAN),$(SANFLAGS) -O1 -g,-O2 -g -D_FORTIFY_SOURCE=2)
 ALL_CFLAGS = $(CSTD) $(WARN) $(HARDEN) -I. $(CFLAGS) $(MODE) -MMD -MP
-LDLIBS   := -lhiredis -lcyaml -lyaml -lcjson -lcrypto -lpthread
+LDLIBS   := -lhiredis -lcyaml -lyaml -lcjson -lgsasl -lssl -lcrypto -lpthread
 LDFLAGS_ALL = $(if $(SAN),$(SANFLAGS)) $(LDFLAGS)
 
 # One line per module: every .c in these directories goes into the library,
@@ -41,7 +43,7 @@ BIN      := $(BUILD)/switchyard
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_BINS  := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_BINS  := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZBUILD)/%)
 PYTHON     := /usr/bin/python3
 
 # Keep test objects: make deletes "intermediate" files otherwise.
@@ -102,15 +104,15 @@ run: deps $(BIN)
 # libFuzzer targets: clang, sanitizers; the library is compiled once for
 # all targets (fuzzer-no-link) and each target links against it.
 FUZZ_CFLAGS := $(CSTD) -I. -g -O1 -fsanitize=fuzzer-no-link,address,undefined -MMD -MP
-FUZZ_OBJS   := $(LIB_SRCS:%.c=build/fuzz/obj/%.o)
+FUZZ_OBJS   := $(LIB_SRCS:%.c=$(FUZZBUILD)/obj/%.o)
 fuzz: $(FUZZ_BINS)
-build/fuzz/obj/%.o: %.c
+$(FUZZBUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -c $< -o $@
-build/fuzz/libswitchyard.a: $(FUZZ_OBJS)
+$(FUZZBUILD)/libswitchyard.a: $(FUZZ_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
-build/fuzz/%: tests/fuzz/%.c build/fuzz/libswitchyard.a
+$(FUZZBUILD)/%: tests/fuzz/%.c $(FUZZBUILD)/libswitchyard.a
 	@mkdir -p $(@D)
 	clang $(CSTD) -I. -g -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 
@@ -118,9 +120,9 @@ build/fuzz/%: tests/fuzz/%.c build/fuzz/libswitchyard.a
 fuzz-smoke: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do \
 	    n=$$(basename $$f); \
-	    mkdir -p build/fuzz/corpus-$$n; \
+	    mkdir -p $(FUZZBUILD)/corpus-$$n; \
 	    echo "== $$f (20 s)"; \
-	    $$f -max_total_time=20 -max_len=8192 build/fuzz/corpus-$$n tests/fuzz/seeds/$$n >build/fuzz/$$n.log 2>&1 || { tail -40 build/fuzz/$$n.log; exit 1; }; \
+	    $$f -max_total_time=20 -max_len=8192 $(FUZZBUILD)/corpus-$$n tests/fuzz/seeds/$$n >$(FUZZBUILD)/$$n.log 2>&1 || { tail -40 $(FUZZBUILD)/$$n.log; exit 1; }; \
 	done
 
 TIDY_CHECKS := clang-analyzer-*,bugprone-*,cert-*,misc-*,-bugprone-easily-swappable-parameters,-cert-err33-c,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,-misc-unused-parameters,-bugprone-reserved-identifier,-cert-dcl37-c,-cert-dcl51-cpp

@@ -15,6 +15,7 @@ PKGS=(
     # test peers
     postfix swaks python3-aiosmtpd python3-pytest miltertest python3-milter
     libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl
+    dovecot-core gsasl
     openssl curl procps
 )
 
