@@ -81,6 +81,16 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TEST_SUPPORT_OBJS) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS) $(GMIME_LIBS) -lcmocka
 
+# Test drivers for integration tests (tests/tools/): relay_send runs the
+# SMTP client (relay_deliver) against real servers.
+TOOL_BINS := $(BUILD)/tests/relay_send
+$(BUILD)/tests/tools/%.o: tests/tools/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(BUILD)/tests/relay_send: $(BUILD)/tests/tools/relay_send.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS)
+
 deps:
 	bash packaging/deps.sh
 
@@ -95,7 +105,7 @@ unit: $(UNIT_BINS) $(BIN)
 	    (cd tests/unit && ../../$$t); \
 	done
 
-integration: $(BIN)
+integration: $(BIN) $(TOOL_BINS)
 	SWITCHYARD_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 run: deps $(BIN)

@@ -149,6 +149,14 @@ struct cfg_transport {
     bool allow_plaintext_auth;      /* AUTH may be sent without TLS; default false */
     char *helo_name;                /* EHLO/LHLO name; default lmtp.hostname; NULL for capture */
     uint64_t connect_timeout_ms;    /* 30 s (RFC 5321 4.5.3.2 suggests more for the greeting) */
+    /* SMTP client timeouts (RFC 5321 4.5.3.2; not for capture). */
+    uint64_t greeting_timeout_ms;   /* the 220 greeting: 5 min */
+    uint64_t command_timeout_ms;    /* EHLO, STARTTLS, AUTH, MAIL, RCPT, RSET, QUIT replies: 5 min */
+    uint64_t data_timeout_ms;       /* the 354 reply to DATA: 2 min */
+    uint64_t data_block_timeout_ms; /* each write of message data: 3 min */
+    uint64_t data_done_timeout_ms;  /* the reply to the final ".": 10 min */
+    uint64_t idle_timeout_ms;       /* a cached idle connection is closed after this: 30 s */
+    char *tls_ca_file;              /* PEM CA file for verification; NULL: the system's store */
     unsigned max_connections;       /* simultaneous connections through this transport; 10 */
     /* Retry schedule: the transport's own values, else those of delivery. */
     uint64_t retry_first_ms, retry_max_ms, expiry_ms;

@@ -18,6 +18,7 @@
 #include "gateway/config_int.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,8 @@ static const unsigned cfg_default_ports[] = { 25, 587, 465, 24, 0 };
 static const char *const cfg_transport_keys[] = {
     "type", "host", "port", "tls", "auth", "allow_plaintext_auth", "helo_name",
     "connect_timeout", "max_connections", "retry",
+    "greeting_timeout", "command_timeout", "data_timeout", "data_block_timeout",
+    "data_done_timeout", "idle_timeout", "tls_ca_file",
 };
 static const char *const cfg_auth_keys[] = { "username", "password", "password_file", "mechanisms" };
 static const char *const cfg_retry_keys[] = { "first", "max", "expiry" };
@@ -419,12 +422,44 @@ static void cfg_build_endpoint(struct cfg_ctx *cx, const struct cfg_node *tn, co
         cfg_err_key(cx, p, "submissions is implicit TLS (RFC 8314): tls must be required or required-unverified");
 }
 
+/* cfg_build_client_timeouts - the SMTP client's timeouts (RFC 5321 4.5.3.2
+ * defaults, as Postfix's smtp_*_timeout), the idle cache and the CA file */
+static void cfg_build_client_timeouts(struct cfg_ctx *cx, const struct cfg_node *tn, const char *base,
+                                      struct cfg_transport *t)
+{
+    static const struct { const char *key; uint64_t def; size_t off; } keys[] = {
+        { "greeting_timeout", 5 * CFG_MIN, offsetof(struct cfg_transport, greeting_timeout_ms) },
+        { "command_timeout", 5 * CFG_MIN, offsetof(struct cfg_transport, command_timeout_ms) },
+        { "data_timeout", 2 * CFG_MIN, offsetof(struct cfg_transport, data_timeout_ms) },
+        { "data_block_timeout", 3 * CFG_MIN, offsetof(struct cfg_transport, data_block_timeout_ms) },
+        { "data_done_timeout", 10 * CFG_MIN, offsetof(struct cfg_transport, data_done_timeout_ms) },
+        { "idle_timeout", 30 * CFG_SEC, offsetof(struct cfg_transport, idle_timeout_ms) },
+    };
+    char p[CFG_KEYPATH_MAX];
+    const char *s;
+
+    for (size_t i = 0; i < CFG_NELEM(keys); i++) {
+        s = cfg_leaf(cx, tn, keys[i].key, base, p, sizeof(p));
+        (void) cfg_duration(cx, p, s, CFG_SEC, CFG_HOUR, keys[i].def,
+                            (uint64_t *) (void *) ((char *) t + keys[i].off));
+    }
+    s = cfg_leaf(cx, tn, "tls_ca_file", base, p, sizeof(p));
+    if (s != NULL) {
+        if (s[0] != '/' || strlen(s) >= CFG_DIR_MAX || strpbrk(s, "\r\n") != NULL)
+            cfg_err_key(cx, p, "expected an absolute path to a PEM file");
+        else
+            t->tls_ca_file = xstrdup(s);
+    }
+}
+
 /* cfg_build_transport - one entry of transports: */
 static void cfg_build_transport(struct cfg_ctx *cx, const struct config *cfg, const struct cfg_node *tn,
                                 struct cfg_transport *t)
 {
     static const char *const not_capture[] = {
         "host", "port", "tls", "auth", "allow_plaintext_auth", "helo_name", "connect_timeout",
+        "greeting_timeout", "command_timeout", "data_timeout", "data_block_timeout",
+        "data_done_timeout", "idle_timeout", "tls_ca_file",
     };
     char base[CFG_KEYPATH_MAX], p[CFG_KEYPATH_MAX];
     const struct cfg_node *an;
@@ -496,6 +531,7 @@ static void cfg_build_transport(struct cfg_ctx *cx, const struct config *cfg, co
         t->helo_name = xstrdup(cfg->lmtp.hostname);
     s = cfg_leaf(cx, tn, "connect_timeout", base, p, sizeof(p));
     (void) cfg_duration(cx, p, s, CFG_SEC, 10 * CFG_MIN, 30 * CFG_SEC, &t->connect_timeout_ms);
+    cfg_build_client_timeouts(cx, tn, base, t);
 }
 
 /* cfg_build_transports - transports:, the implicit capture, default_transport */
@@ -890,6 +926,14 @@ static void cfg_dump_transport(FILE *out, const struct cfg_transport *t)
             (void) fprintf(out, "    allow_plaintext_auth: %s\n", t->allow_plaintext_auth ? "true" : "false");
         cfg_dump_kv(out, "    ", "helo_name", t->helo_name != NULL ? t->helo_name : "");
         cfg_dump_dur(out, "    ", "connect_timeout", t->connect_timeout_ms);
+        cfg_dump_dur(out, "    ", "greeting_timeout", t->greeting_timeout_ms);
+        cfg_dump_dur(out, "    ", "command_timeout", t->command_timeout_ms);
+        cfg_dump_dur(out, "    ", "data_timeout", t->data_timeout_ms);
+        cfg_dump_dur(out, "    ", "data_block_timeout", t->data_block_timeout_ms);
+        cfg_dump_dur(out, "    ", "data_done_timeout", t->data_done_timeout_ms);
+        cfg_dump_dur(out, "    ", "idle_timeout", t->idle_timeout_ms);
+        if (t->tls_ca_file != NULL)
+            cfg_dump_kv(out, "    ", "tls_ca_file", t->tls_ca_file);
     }
     (void) fprintf(out, "    max_connections: %u\n", t->max_connections);
     if (!t->retry_first_set && !t->retry_max_set && !t->expiry_set) {
@@ -962,6 +1006,7 @@ static void cfg_transport_free(struct cfg_transport *t)
     free(t->host);
     free(t->socket);
     free(t->helo_name);
+    free(t->tls_ca_file);
     free(t->auth.username);
     if (t->auth.password != NULL) {
         explicit_bzero(t->auth.password, strlen(t->auth.password));

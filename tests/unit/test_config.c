@@ -156,6 +156,9 @@ struct good_case {
     const char *want[10];       /* substrings of the dump */
 };
 
+/* The SMTP client's timeouts as dumped by default (RFC 5321 4.5.3.2). */
+#define CLIENT_TIMEOUTS "    greeting_timeout: 5m\n    command_timeout: 5m\n    data_timeout: 2m\n" \
+    "    data_block_timeout: 3m\n    data_done_timeout: 10m\n    idle_timeout: 30s\n"
 static const struct good_case good_cases[] = {
     { "every key set",
       "node: mx1.example\n"
@@ -257,10 +260,11 @@ static const struct good_case good_cases[] = {
       { "  default_transport: \"relay\"\n",
         "transports:\n  \"relay\":\n    type: smtp\n    host: \"smarthost.example.net\"\n    port: 2525\n"
         "    tls: opportunistic\n    allow_plaintext_auth: false\n    helo_name: \"mx1.example.org\"\n"
-        "    connect_timeout: 1m\n    max_connections: 1000\n    retry:\n      first: 1m\n      max: 2h\n"
+        "    connect_timeout: 1m\n" CLIENT_TIMEOUTS "    max_connections: 1000\n    retry:\n      first: 1m\n      max: 2h\n"
         "      expiry: 2d\n",
         "  \"sub\":\n    type: submission\n    host: \"192.0.2.1\"\n    port: 587\n    tls: required-unverified\n"
-        "    allow_plaintext_auth: false\n    helo_name: \"n1\"\n    connect_timeout: 30s\n    max_connections: 10\n"
+        "    allow_plaintext_auth: false\n    helo_name: \"n1\"\n    connect_timeout: 30s\n" CLIENT_TIMEOUTS
+        "    max_connections: 10\n"
         "    # retry: (delivery.retry_first, retry_max and expiry apply)\n",
         "  \"subs\":\n    type: submissions\n    host: \"2001:DB8::1\"\n    port: 465\n    tls: required\n",
         "  \"dovecot\":\n    type: lmtp\n    host: \"unix:/run/dovecot/lmtp\"\n    tls: none\n    helo_name: \"n1\"\n",
@@ -291,6 +295,13 @@ static const struct good_case good_cases[] = {
         "          recipient_domains: [\"b.example\", \".c.example\"]\n          listeners: [\"lmtp0\"]\n"
         "      - transport: \"capture\"\n        match:\n          min_attempts: 1000000\n"
         "  global:\n    - transport: \"relay\"\n      match:\n        min_attempts: 0\n" } },
+    { "SMTP client timeouts and the CA file",
+      "transports:\n  t: {type: smtp, host: a.example, greeting_timeout: 1m, command_timeout: 90s,\n"
+      "      data_timeout: 10s, data_block_timeout: 20s, data_done_timeout: 1h, idle_timeout: 5s,\n"
+      "      tls_ca_file: /etc/ssl/ca.pem}\n" BASE,
+      { "    connect_timeout: 30s\n    greeting_timeout: 1m\n    command_timeout: 90s\n"
+        "    data_timeout: 10s\n    data_block_timeout: 20s\n    data_done_timeout: 1h\n"
+        "    idle_timeout: 5s\n    tls_ca_file: \"/etc/ssl/ca.pem\"\n    max_connections: 10\n" } },
     { "capture defined in the file, and a second capture transport",
       "transports:\n  capture: {type: capture, max_connections: 3, retry: {max: 30m}}\n"
       "  mycap: {type: capture}\n" BASE,
@@ -629,6 +640,12 @@ static const struct bad_case bad_cases[] = {
       "t.yaml:4: transports.a.host: not used by a capture transport\n"
       "t.yaml:5: transports.a.auth: not used by a capture transport\n"
       "t.yaml:6: transports.a.connect_timeout: not used by a capture transport\n" },
+    { "SMTP client timeouts and CA file out of range",
+      "transports:\n  a:\n    type: smtp\n    host: a.example\n    data_done_timeout: 2h\n"
+      "    idle_timeout: 0s\n    tls_ca_file: ca.pem\n" BASE,
+      "t.yaml:5: transports.a.data_done_timeout: \"2h\" is out of range (1s to 1h)\n"
+      "t.yaml:6: transports.a.idle_timeout: \"0s\" is out of range (1s to 1h)\n"
+      "t.yaml:7: transports.a.tls_ca_file: expected an absolute path to a PEM file\n" },
     { "limits of a transport",
       "transports:\n  a:\n    type: smtp\n    host: a.example\n    connect_timeout: 11m\n    max_connections: 0\n"
       "    helo_name: \"mx 1\"\n    retry: {first: 2h, max: 1h}\n  b: {type: capture, retry: {first: soon}}\n"
@@ -1116,7 +1133,7 @@ static void test_transports(void **state)
 
     (void) state;
     buf_init(&e, ERRORS_MAX);
-    c = load(good_cases[ARRAY_SIZE(good_cases) - 5].yaml, &e);
+    c = load(good_cases[ARRAY_SIZE(good_cases) - 6].yaml, &e);
     assert_string_equal(buf_str(&e), "");
     assert_non_null(c);
     assert_int_equal(c->ntransports, 7);
@@ -1132,6 +1149,13 @@ static void test_transports(void **state)
     assert_false(t->allow_plaintext_auth);
     assert_string_equal(t->helo_name, "mx1.example.org");
     assert_int_equal(t->connect_timeout_ms, 60000);
+    assert_int_equal(t->greeting_timeout_ms, 300000);
+    assert_int_equal(t->command_timeout_ms, 300000);
+    assert_int_equal(t->data_timeout_ms, 120000);
+    assert_int_equal(t->data_block_timeout_ms, 180000);
+    assert_int_equal(t->data_done_timeout_ms, 600000);
+    assert_int_equal(t->idle_timeout_ms, 30000);
+    assert_null(t->tls_ca_file);
     assert_int_equal(t->max_connections, 1000);
     assert_int_equal(t->retry_first_ms, 60000);
     assert_int_equal(t->retry_max_ms, 2ULL * 3600000);
@@ -1189,7 +1213,7 @@ static void test_transports(void **state)
     config_free(c);
 
     print_message("the routes: section, normalised, and its table\n");
-    c = load(good_cases[ARRAY_SIZE(good_cases) - 4].yaml, &e);
+    c = load(good_cases[ARRAY_SIZE(good_cases) - 5].yaml, &e);
     assert_non_null(c);
     assert_int_equal(c->route_rules.naccounts, 3);
     assert_string_equal(c->route_rules.accounts[0].key, "alice@example.org");
