@@ -6,6 +6,11 @@
  * in Redis in one atomic, idempotent script (queue_insert). Only then may
  * the front end answer 250. If Redis fails, the spool file is removed so
  * nothing is left behind: the MTA keeps the message and retries.
+ *
+ * Hold rules (shared in Redis) are read at most once per
+ * INTAKE_HOLD_CACHE_MS and matched per recipient before the insert; a
+ * held recipient is inserted held, then tagged with the rule that held it
+ * (queue_hold_tag), so the rule's end or removal releases it.
  */
 #include "gateway/intake.h"
 
@@ -31,6 +36,9 @@
  * MTA's retry of a message whose 250 it never read. Postfix retries such a
  * message within its backoff (minutes to hours); two days is ample. */
 #define INTAKE_DEDUP_TTL_S ((int64_t) 2 * 86400)
+/* Hold rules are re-read from Redis at most this often, so an LMTP burst
+ * does not ask Redis for them per message; a new rule applies within it. */
+#define INTAKE_HOLD_CACHE_MS ((int64_t) 1000)
 
 struct intake {
     const struct config *cfg;
@@ -39,6 +47,10 @@ struct intake {
     pthread_mutex_t lock;           /* guards notify */
     void (*notify)(void *arg);      /* called after each commit: new mail */
     void *notify_arg;
+    pthread_mutex_t hold_lock;      /* guards holds, holds_ms, holds_ok */
+    struct queue_hold_set holds;    /* hold rules as last read */
+    int64_t holds_ms;               /* when read (monotonic ms) */
+    int holds_ok;
 };
 
 struct intake_txn {
@@ -61,6 +73,7 @@ struct intake *intake_new(const struct config *cfg, struct spool *sp, struct que
     in->sp = sp;
     in->qp = qp;
     pthread_mutex_init(&in->lock, NULL);
+    pthread_mutex_init(&in->hold_lock, NULL);
     return in;
 }
 
@@ -69,6 +82,8 @@ void intake_free(struct intake *in)
     if (in == NULL)
         return;
     pthread_mutex_destroy(&in->lock);
+    pthread_mutex_destroy(&in->hold_lock);
+    queue_hold_set_free(&in->holds);
     free(in);
 }
 
@@ -272,11 +287,58 @@ static char *intake_find_mta_qid(const struct buf *hdr)
     return out;
 }
 
+/* intake_hold_match - which recipients a hold rule holds: held[i] and one
+ * tag each; the rules come from the cache, re-read when older than
+ * INTAKE_HOLD_CACHE_MS. The lock is held across the read so a burst makes
+ * one read, not one per thread. */
+static int intake_hold_match(struct intake *in, struct queue *q, const struct envelope *env,
+                             unsigned char *held, struct queue_hold_tag *tags, size_t *ntags,
+                             struct sy_err *err)
+{
+    int64_t mono = clock_mono_ms(), now_s = clock_real_ms() / 1000;
+    int rc = SY_OK;
+
+    *ntags = 0;
+    pthread_mutex_lock(&in->hold_lock);
+    if (!in->holds_ok || mono - in->holds_ms >= INTAKE_HOLD_CACHE_MS) {
+        struct queue_hold_set s;
+
+        rc = queue_hold_rules_load(q, &s, err);
+        if (rc == SY_OK) {
+            queue_hold_set_free(&in->holds);
+            in->holds = s;
+            in->holds_ms = mono;
+            in->holds_ok = 1;
+        }
+    }
+    for (size_t i = 0; rc == SY_OK && i < env->nrcpt; i++) {
+        struct hold_facts f = { env->sender, env->rcpts[i].addr, env->listener };
+
+        for (size_t k = 0; k < in->holds.n; k++) {
+            const struct queue_hold_rule *r = &in->holds.v[k];
+
+            if (hold_rule_match(&r->rule, &f, now_s)) {
+                held[i] = 1;
+                tags[*ntags].idx = (unsigned) i;
+                tags[*ntags].rule = r->id;
+                tags[*ntags].until = r->rule.until;
+                (*ntags)++;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&in->hold_lock);
+    return rc;
+}
+
 int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err)
 {
     struct intake *in = t->in;
     struct queue *q;
     char hex[DIGEST_HEX_SIZE], dup[QID_SIZE] = "";
+    unsigned char *held = NULL;
+    struct queue_hold_tag *tags = NULL;
+    size_t ntags = 0;
     int64_t next_ms;
     int rc;
 
@@ -306,8 +368,22 @@ int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err)
     if (q == NULL) {
         rc = SY_ETEMP;
     } else {
-        rc = queue_insert_dedup(q, t->qid, &t->env, NULL, next_ms, hex, INTAKE_DEDUP_TTL_S,
-                                dup, err);
+        held = xcalloc(t->env.nrcpt + 1, 1);
+        tags = xcalloc(t->env.nrcpt + 1, sizeof(*tags));
+        rc = intake_hold_match(in, q, &t->env, held, tags, &ntags, err);
+        if (rc == SY_OK)
+            rc = queue_insert_dedup(q, t->qid, &t->env, ntags > 0 ? held : NULL, next_ms, hex,
+                                    INTAKE_DEDUP_TTL_S, dup, err);
+        if (rc == SY_OK && ntags > 0 && dup[0] == '\0') {
+            struct sy_err tagerr;
+
+            /* The message is safe and held; only the rule link is missing,
+             * which leaves it held until `queue release` (never sent early).
+             * Answering 451 would not help: the retry is a duplicate. */
+            if (queue_hold_tag(q, t->qid, tags, ntags, &tagerr) != SY_OK)
+                log_error(t->qid, "held by a hold rule, but recording the rule failed (release it by hand): %s",
+                          tagerr.text);
+        }
         queue_put(in->qp, q);
     }
     if (rc != SY_OK) {
@@ -338,9 +414,9 @@ int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err)
 
         char mta[LOG_SAFE_MAX];
 
-        log_info(t->qid, "from=<%s>, size=%llu, nrcpt=%zu, listener=%s, client=%s, mta_qid=%s, message-id=%s",
+        log_info(t->qid, "from=<%s>, size=%llu, nrcpt=%zu, held=%zu, listener=%s, client=%s, mta_qid=%s, message-id=%s",
                  log_safe(from, sizeof(from), t->env.sender),
-                 (unsigned long long) t->size, t->env.nrcpt,
+                 (unsigned long long) t->size, t->env.nrcpt, ntags,
                  t->env.listener != NULL ? t->env.listener : "-",
                  log_safe(client, sizeof(client), t->env.client_addr),
                  log_safe(mta, sizeof(mta), t->env.mta_qid),
@@ -353,6 +429,8 @@ int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err)
     pthread_mutex_unlock(&in->lock);
 
 out:
+    free(held);
+    free(tags);
     digest_free(t->dg);
     buf_free(&t->hdr);
     env_free(&t->env);

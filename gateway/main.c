@@ -3,7 +3,8 @@
  *   switchyard serve [-c FILE]
  *   switchyard localserve [--state-dir DIR] [--lmtp-port PORT]
  *   switchyard check-config [-c FILE]
- *   switchyard queue list|show QID|rebuild [-c FILE]
+ *   switchyard queue list|show|rebuild|hold|release|kick|drop|fail|reroute ... [-c FILE]
+ *   switchyard hold add|list|rm ... [-c FILE]
  *   switchyard version
  */
 #include <getopt.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/cli_hold.h"
 #include "gateway/cli_queue.h"
 #include "gateway/config.h"
 #include "gateway/daemon.h"
@@ -31,7 +33,9 @@ static const char main_usage[] =
     "  serve         run the gateway (LMTP listeners, delivery workers)\n"
     "  localserve    run everything on this machine with embedded defaults\n"
     "  check-config  validate the configuration and print it normalised\n"
-    "  queue         list, show or rebuild the queue\n"
+    "  queue         list, show, rebuild the queue; hold, release, kick, drop,\n"
+    "                fail, reroute recipients\n"
+    "  hold          add, list, remove hold rules\n"
     "  version       print the version\n"
     "\n"
     "Run 'switchyard COMMAND --help' for the options of a command.\n";
@@ -53,11 +57,28 @@ static const struct main_cmd main_cmds[] = {
     { "check-config", "usage: switchyard check-config [-c FILE]\n"
       "  Prints the normalised configuration (exit 0) or every error as\n"
       "  FILE:LINE: key: message (exit 1).\n" },
-    { "queue", "usage: switchyard queue list|show QID|rebuild [-c FILE]\n"
-      "  list      one line per queued message\n"
-      "  show QID  the envelope and every recipient's state\n"
-      "  rebuild   re-index spool files missing from Redis, mark Redis records\n"
-      "            whose spool file is gone (needs the spool lock: daemon stopped)\n" },
+    { "queue", "usage: switchyard queue COMMAND [SELECTION] [options] [-c FILE]\n"
+      "  list [--after QID] [--limit N] [-v]  one line per queued message\n"
+      "                (-v: and one per selected recipient)\n"
+      "  show QID      the envelope and every recipient's state\n"
+      "  rebuild       re-index spool files missing from Redis, mark Redis records\n"
+      "                whose spool file is gone (needs the spool lock: daemon stopped)\n"
+      "  hold          queued -> held until released\n"
+      "  release       held -> queued, due now\n"
+      "  kick          next attempt now\n"
+      "  drop          fail without a DSN\n"
+      "  fail          fail with a DSN\n"
+      "  reroute --transport NAME  use that transport instead of the routes\n"
+      "SELECTION: QID or QID:IDX arguments and/or filters, all must match:\n"
+      "  --sender P, --recipient P (example.com, .example.com, bob@example.com, <>),\n"
+      "  --listener NAME, --held, --transport NAME (reroute: --via NAME),\n"
+      "  --older-than AGE, --newer-than AGE (30m, 4h, 2d); --all selects everything\n" },
+    { "hold", "usage: switchyard hold add|list|rm [options] [-c FILE]\n"
+      "  add [--sender P] [--recipient P] [--listener NAME] [--until TIME] [--apply]\n"
+      "           hold new mail that matches (every node); --apply: and what this\n"
+      "           node has queued; TIME: 2026-12-24T18:00:00Z, unix seconds, +2h\n"
+      "  list     every rule\n"
+      "  rm ID    remove a rule and release what it held\n" },
     { "version", "usage: switchyard version\n" },
 };
 
@@ -82,6 +103,53 @@ static struct config *main_load(const char *path)
         (void) fputs(buf_str(&errors), stderr);
     buf_free(&errors);
     return cfg;
+}
+
+/* main_admin - `queue` and `hold`: their own options go through untouched;
+ * only -c/--config and --help are taken out here */
+static int main_admin(const char *cmd, int argc, char **argv)
+{
+    const char *path = MAIN_DEFAULT_CONFIG;
+    char **rest = calloc((size_t) argc + 1, sizeof(*rest));
+    struct config *cfg;
+    int n = 0, rc;
+
+    if (rest == NULL)
+        return 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            (void) fputs(main_usage_of(cmd), stdout);
+            free(rest);
+            return 0;
+        }
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                (void) fputs(main_usage_of(cmd), stderr);
+                free(rest);
+                return 2;
+            }
+            path = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            path = argv[i] + 9;
+        } else if (strncmp(argv[i], "-c", 2) == 0) {
+            path = argv[i] + 2;
+        } else {
+            rest[n++] = argv[i];
+        }
+    }
+    cfg = main_load(path);
+    if (cfg == NULL) {
+        free(rest);
+        return 1;
+    }
+    log_init("switchyard", (enum log_level) cfg->log.level, 1, cfg->log.syslog);
+    if (strcmp(cmd, "queue") == 0)
+        rc = cli_queue(cfg, n, rest, stdout);
+    else
+        rc = cli_hold(cfg, n, rest, stdout);
+    config_free(cfg);
+    free(rest);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -113,6 +181,8 @@ int main(int argc, char **argv)
     }
     argv++;
     argc--;
+    if (strcmp(cmd, "queue") == 0 || strcmp(cmd, "hold") == 0)
+        return main_admin(cmd, argc, argv);
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -157,8 +227,6 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "check-config") == 0) {
         config_dump(cfg, stdout);
         rc = 0;
-    } else if (strcmp(cmd, "queue") == 0) {
-        rc = cli_queue(cfg, argc, argv, stdout);
     } else {
         daemon_block_signals();
         rc = daemon_run(cfg);

@@ -149,4 +149,139 @@ int queue_show(struct queue *q, const char *qid, struct queue_msg_info *m, struc
 int queue_list_ids(struct queue *q, const char *after, char (*out)[QID_SIZE],
                    size_t max, size_t *nout, struct sy_err *err);
 
+/* ---- hold rules and the administrator's commands (gateway/queue_admin.c) ----
+ *
+ * Hold rules are shared by every node: they live under "P:{hold}:"
+ * (docs/redis-schema.md), outside the node's hash tag, so no script mixes
+ * them with a node's keys. Held recipients, the rule that held them and the
+ * commands below work on this node's keys, each change one idempotent
+ * script. A rule-held recipient is released by queue_hold_sweep() when its
+ * rule's `until` passes or the rule is removed. */
+#include "rules/hold.h"
+
+/* Most hold rules stored at once (hold add refuses more). */
+#define QUEUE_HOLD_RULES_MAX ((size_t) 1000)
+/* Recipients acted on per script run (queue_admin_apply). */
+#define QUEUE_OP_BATCH_MAX ((size_t) 1000)
+
+struct queue_hold_rule {
+    uint64_t id;            /* unique, from P:{hold}:seq; never reused */
+    struct hold_rule rule;
+};
+/* The stored rules, lowest id first. Owned by the struct; release with
+ * queue_hold_set_free(). */
+struct queue_hold_set {
+    struct queue_hold_rule *v;
+    size_t n;
+    uint64_t seq;           /* highest id handed out when read */
+};
+void queue_hold_set_free(struct queue_hold_set *s);   /* zeroes s; NULL ok */
+
+/* Stores r (borrowed) under a new id (*id). SY_ETOOBIG (5.3.4) when
+ * QUEUE_HOLD_RULES_MAX rules exist. Not idempotent: repeating an add whose
+ * reply was lost may store the rule twice (hold list shows it). */
+int queue_hold_rule_add(struct queue *q, const struct hold_rule *r, uint64_t *id,
+                        struct sy_err *err);
+/* Removes rule id; SY_ENOTFOUND when there is none. Its recipients are
+ * released by every node's next queue_hold_sweep(). */
+int queue_hold_rule_rm(struct queue *q, uint64_t id, int64_t now_ms, struct sy_err *err);
+/* Reads every rule into s (zeroed by the caller). A stored rule that does
+ * not decode (hostile or damaged data) is logged and left out. */
+int queue_hold_rules_load(struct queue *q, struct queue_hold_set *s, struct sy_err *err);
+
+/* A recipient that intake held by a rule. */
+struct queue_hold_tag {
+    unsigned idx;           /* recipient index */
+    uint64_t rule;          /* rule id (> 0) */
+    int64_t until;          /* the rule's until (unix s), 0 when none */
+};
+/* After queue_insert*() with held[idx] set: records which rule holds each
+ * recipient (field held_by; the held set's score becomes the rule's end),
+ * so the rule's end or removal releases it. Idempotent; a recipient that is
+ * no longer held, or already tagged, is left alone. */
+int queue_hold_tag(struct queue *q, const char *qid, const struct queue_hold_tag *t, size_t n,
+                   struct sy_err *err);
+
+/* Releases (queued, due now) up to 1000 recipients per call whose rule's
+ * until is at or before now_s, and, after a rule was removed, those whose
+ * rule no longer exists; *nreleased gets the count. Cheap when nothing is
+ * due: one GET and one script of one ZRANGEBYSCORE. Meant to run about
+ * once a second (the scheduler; `hold rm` runs it once too). */
+int queue_hold_sweep(struct queue *q, int64_t now_s, size_t *nreleased, struct sy_err *err);
+
+/* What an administrator does to recipients (docs/cli.md):
+ *   HOLD       queued -> held (a manual hold: only `release` ends it); a
+ *              rule-held recipient becomes manually held;
+ *   RELEASE    held -> queued, due now (not before a FUTURERELEASE time),
+ *              released_ms = now;
+ *   KICK       queued and not leased: next attempt now;
+ *   DROP       queued or held: admin = "drop", released and due now: the
+ *              scheduler fails it without a DSN and removes the spool file
+ *              once the message is done;
+ *   DROP_NOW   queued or held -> failed "dropped by administrator" at once,
+ *              no DSN (for when no daemon runs: the caller, holding the
+ *              spool lock, removes the spool files of the messages done);
+ *   FAIL       queued or held: admin = "fail", released and due now: the
+ *              scheduler fails it with a DSN;
+ *   REROUTE    queued or held: reroute = transport; due now when queued;
+ *   RULE_HOLD  queued -> held by rule `rule` (hold add --apply). */
+enum queue_op {
+    QUEUE_OP_HOLD = 0, QUEUE_OP_RELEASE, QUEUE_OP_KICK, QUEUE_OP_DROP, QUEUE_OP_FAIL,
+    QUEUE_OP_REROUTE, QUEUE_OP_RULE_HOLD, QUEUE_OP_DROP_NOW
+};
+struct queue_op_req {
+    int op;                 /* enum queue_op */
+    const char *transport;  /* REROUTE: borrowed transport name */
+    uint64_t rule;          /* RULE_HOLD: rule id */
+    int64_t rule_until;     /* RULE_HOLD: the rule's until (unix s), 0 when none */
+    int64_t now_ms;
+};
+struct queue_target {
+    char qid[QID_SIZE];
+    unsigned idx;
+};
+/* Applies req to up to QUEUE_OP_BATCH_MAX recipients in one script;
+ * recipients in a state the operation does not apply to are skipped.
+ * *nchanged gets the count changed; done (room for n ids, may be NULL when
+ * the op is not DROP_NOW) gets the messages that became done (all recipients
+ * final: the caller removes their spool files), *ndone their count. */
+int queue_admin_apply(struct queue *q, const struct queue_op_req *req,
+                      const struct queue_target *t, size_t n, size_t *nchanged,
+                      char (*done)[QID_SIZE], size_t *ndone, struct sy_err *err);
+
+/* One recipient as the administrator's commands see it; strings owned. */
+struct queue_admin_rcpt {
+    char *addr;
+    int state;              /* enum queue_state */
+    unsigned attempts;
+    int64_t sched_ms;       /* schedule score (next attempt or lease end); 0 when none */
+    int64_t held_score;     /* held set score: 0 manual, the rule's until, INT64_MAX
+                             * for a rule with no end; -1 when not in the set */
+    uint64_t held_by;       /* rule id; 0 when none */
+    int64_t released_ms;    /* 0 when never released */
+    char *transport;        /* last attempt's transport; NULL when none */
+    char *last_reply;       /* NULL when none */
+    char *admin;            /* "fail", "drop"; NULL when none */
+    char *reroute;          /* NULL when none */
+};
+struct queue_admin_msg {
+    char qid[QID_SIZE];
+    char *sender;
+    char *listener;         /* NULL when unknown */
+    char *state;            /* "active", "done", "missing" */
+    int64_t arrival_us;
+    uint64_t size;
+    struct queue_admin_rcpt *rcpts;
+    size_t nrcpt;
+};
+void queue_admin_msg_free(struct queue_admin_msg *m);   /* zeroes m; NULL ok */
+
+/* Reads the messages ids[0..nids) (unknown ones are skipped) into out
+ * (room for nids), stopping early after about 20000 recipients: *nout gets
+ * the messages filled, *nused how many ids were consumed (call again with
+ * the rest). Read-only. */
+int queue_admin_fetch(struct queue *q, const char (*ids)[QID_SIZE], size_t nids,
+                      struct queue_admin_msg *out, size_t *nout, size_t *nused,
+                      struct sy_err *err);
+
 #endif

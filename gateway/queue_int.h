@@ -32,7 +32,13 @@
 #define QUEUE_NUM_SIZE ((size_t) 24)
 
 /* The scripts queue.c runs; the id picks the pool's cached digest. */
-enum queue_script_id { QS_INSERT = 0, QS_CLAIM, QS_RECORD, QS_MISSING, QS_SHOW, QS_PURGE, QS_COUNT };
+enum queue_script_id {
+    QS_INSERT = 0, QS_CLAIM, QS_RECORD, QS_MISSING, QS_SHOW, QS_PURGE,
+    /* queue_admin.c: hold rules and the administrator's commands */
+    QS_HOLD_ADD, QS_HOLD_RM, QS_HOLD_LOAD, QS_TAG_HELD, QS_ADMIN, QS_FETCH, QS_SWEEP,
+    QS_ORPHAN,
+    QS_COUNT
+};
 
 struct queue_arg;       /* one argument: private to queue_conn.c */
 
