@@ -97,6 +97,7 @@ struct cfg_raw_lmtp {
 
 struct cfg_raw_delivery {
     char *default_transport, *workers, *retry_first, *retry_max, *expiry, *lease, *retention;
+    char *delay_warning;
 };
 
 struct cfg_raw_capture {
@@ -182,6 +183,7 @@ static const cyaml_schema_field_t cfg_delivery_fields[] = {
     CFG_LEAF("expiry", struct cfg_raw_delivery, expiry),
     CFG_LEAF("lease", struct cfg_raw_delivery, lease),
     CFG_LEAF("retention", struct cfg_raw_delivery, retention),
+    CFG_LEAF("delay_warning", struct cfg_raw_delivery, delay_warning),
     CYAML_FIELD_END
 };
 
@@ -816,6 +818,8 @@ static void cfg_build_rest(struct cfg_ctx *cx, const struct cfg_raw *r, struct c
     (void) cfg_duration(cx, "delivery.lease", rd->lease, 10 * CFG_SEC, CFG_DAY, 10 * CFG_MIN, &dc->lease_ms);
     (void) cfg_duration(cx, "delivery.retention", rd->retention, 0, 365 * CFG_DAY, 7 * CFG_DAY,
                         &dc->retention_ms);
+    (void) cfg_duration(cx, "delivery.delay_warning", rd->delay_warning, 0, 30 * CFG_DAY, 4 * CFG_HOUR,
+                        &dc->delay_warning_ms);
 
     s = cfg_val(cx, "capture.dir", r->capture != NULL ? r->capture->dir : NULL);
     if (s != NULL) {
@@ -1075,6 +1079,7 @@ void config_dump(const struct config *cfg, FILE *out)
     cfg_dump_dur(out, "  ", "expiry", dc->expiry_ms);
     cfg_dump_dur(out, "  ", "lease", dc->lease_ms);
     cfg_dump_dur(out, "  ", "retention", dc->retention_ms);
+    cfg_dump_dur(out, "  ", "delay_warning", dc->delay_warning_ms);
 
     (void) fputs("capture:\n", out);
     cfg_dump_kv(out, "  ", "dir", cfg->capture.dir);

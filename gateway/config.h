@@ -78,13 +78,14 @@ struct cfg_spool {
 };
 
 struct cfg_delivery {
-    char *default_transport;        /* "capture" until the relay engine exists */
+    char *default_transport;        /* a transport name; default "capture" */
     unsigned workers;               /* delivery threads, default 4 */
     uint64_t retry_first_ms;        /* 5 min */
     uint64_t retry_max_ms;          /* 4 h */
     uint64_t expiry_ms;             /* 5 days (RFC 5321 §4.5.4.1) */
     uint64_t lease_ms;              /* 10 min: a claimed recipient comes back after this */
     uint64_t retention_ms;          /* 7 days: finished messages stay in Redis this long */
+    uint64_t delay_warning_ms;      /* 4 h: one "delayed" DSN after this; 0 = never */
 };
 
 struct cfg_capture {

@@ -108,11 +108,6 @@ int daemon_run(const struct config *cfg)
         log_error(NULL, "%s: redis.address is required (localserve starts its own Redis)", cfg->path);
         return 1;
     }
-    if (cfg->delivery.workers > 0 && strcmp(cfg->delivery.default_transport, "capture") != 0) {
-        log_error(NULL, "%s: delivery.default_transport: unknown transport \"%s\" (available: capture)",
-                  cfg->path, cfg->delivery.default_transport);
-        return 1;
-    }
     if (daemon_user(cfg->user, &pw, &err) != SY_OK ||
         daemon_mkdirs(cfg->spool.dir, 0700, &err) != SY_OK ||
         (cfg->delivery.workers > 0 && daemon_mkdirs(cfg->capture.dir, 0755, &err) != SY_OK)) {
@@ -156,7 +151,7 @@ int daemon_run(const struct config *cfg)
     if (!reconciled)
         log_warn(NULL, "start-up reconciliation deferred: %s", err.text);
 
-    dl = deliver_new(cfg, sp, qp);
+    dl = deliver_new(cfg, sp, qp, in);
     intake_set_notify(in, deliver_kick, dl);
     if (lmtp_server_start(srv, &err) != SY_OK || deliver_start(dl, &err) != SY_OK) {
         log_error(NULL, "%s", err.text);

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "gateway/queue_int.h"
+#include "gateway/util/buf.h"
 #include "gateway/util/clock.h"
 #include "gateway/util/log.h"
 #include "gateway/util/text.h"
@@ -93,10 +94,11 @@ static const char queue_lua_insert[] =
     "return 1\n";
 
 /* CLAIM: KEYS sched; ARGV now_ms, lease_until_ms, max, rcpt-key-base
- * ("P:{N}:rcpt:"), msg-key-base ("P:{N}:msg:"). Returns member, attempts,
- * member, attempts, ... A schedule entry whose recipient is not "queued"
- * (gone, final, held), or whose message record is gone, is stale and is
- * dropped instead of claimed. */
+ * ("P:{N}:rcpt:"), msg-key-base ("P:{N}:msg:"). Returns six entries per
+ * claimed recipient: member, attempts, admin, reroute, released_ms,
+ * delay_sent ("" for an absent field). A schedule entry whose recipient
+ * is not "queued" (gone, final, held), or whose message record is gone,
+ * is stale and is dropped instead of claimed. */
 static const char queue_lua_claim[] =
     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])\n"
     "local out = {}\n"
@@ -107,18 +109,24 @@ static const char queue_lua_claim[] =
     "     and redis.call('EXISTS', ARGV[5] .. qid) == 1 then\n"
     "    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member)\n"
     "    out[#out + 1] = member\n"
-    "    out[#out + 1] = redis.call('HGET', k, 'attempts') or '0'\n"
+    "    local f = redis.call('HMGET', k, 'attempts', 'admin', 'reroute', 'released_ms', 'delay_sent')\n"
+    "    out[#out + 1] = f[1] or '0'\n"
+    "    for j = 2, 5 do out[#out + 1] = f[j] or '' end\n"
     "  else\n"
     "    redis.call('ZREM', KEYS[1], member)\n"
     "  end\n"
     "end\n"
     "return out\n";
 
-/* RECORD: KEYS msg rcpt sched held index done; ARGV member, qid, state
- * ("queued"|"delivered"|"failed"), next_ms, at_ms, transport, reply.
- * Returns -1 unknown recipient, 0 recorded, 1 recorded and the message is
- * done. A recipient already final, or a repeat of the same result (same
- * at_ms), changes nothing and reports the message's current state. */
+/* RECORD: KEYS msg rcpt sched held index done hist; ARGV member, qid,
+ * state ("queued"|"delivered"|"failed"), next_ms, at_ms, transport, reply,
+ * counted ("1": an attempt; "0": nothing was tried, only reschedule),
+ * delay_sent ("1": mark the delay DSN sent), history entry ("" none),
+ * history length kept. Returns -1 unknown recipient, 0 recorded, 1
+ * recorded and the message is done. A recipient already final, or a
+ * repeat of the same result (same at_ms), changes nothing and reports the
+ * message's current state. A recipient held while its attempt ran stays
+ * held on a deferral (attempt and history are still recorded). */
 static const char queue_lua_record[] =
     "local st = redis.call('HGET', KEYS[2], 'state')\n"
     "if not st or redis.call('EXISTS', KEYS[1]) == 0 then\n"
@@ -131,7 +139,26 @@ static const char queue_lua_record[] =
     "  if redis.call('HGET', KEYS[1], 'state') == 'done' then return 1 end\n"
     "  return 0\n"
     "end\n"
+    "if ARGV[8] == '0' then\n"
+    "  if st == 'queued' then\n"
+    "    redis.call('HSET', KEYS[2], 'next_ms', ARGV[4])\n"
+    "    redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])\n"
+    "  end\n"
+    "  return 0\n"
+    "end\n"
+    "if ARGV[10] ~= '' then\n"
+    "  redis.call('RPUSH', KEYS[7], ARGV[10])\n"
+    "  redis.call('LTRIM', KEYS[7], -tonumber(ARGV[11]), -1)\n"
+    "end\n"
+    "if ARGV[9] == '1' then redis.call('HSET', KEYS[2], 'delay_sent', '1') end\n"
     "redis.call('HINCRBY', KEYS[2], 'attempts', 1)\n"
+    "if st == 'held' and ARGV[3] == 'queued' then\n"
+    "  redis.call('HSET', KEYS[2], 'last_ms', ARGV[5])\n"
+    "  if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'transport', ARGV[6]) end\n"
+    "  if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'last_reply', ARGV[7]) end\n"
+    "  redis.call('ZREM', KEYS[3], ARGV[1])\n"
+    "  return 0\n"
+    "end\n"
     "redis.call('HSET', KEYS[2], 'state', ARGV[3], 'last_ms', ARGV[5])\n"
     "if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'transport', ARGV[6])\n"
     "else redis.call('HDEL', KEYS[2], 'transport') end\n"
@@ -179,9 +206,9 @@ static const char queue_lua_missing[] =
     "redis.call('ZADD', KEYS[5], 'NX', ARGV[3], ARGV[2])\n"
     "return 1\n";
 
-/* SHOW (read-only): KEYS msg sched; ARGV rcpt-key-prefix, qid, max nrcpt.
- * Returns {} when unknown, else {msg-fields, rcpt0-fields, score0-or-nil,
- * rcpt1-fields, score1-or-nil, ...}. */
+/* SHOW (read-only): KEYS msg sched; ARGV rcpt-key-prefix, qid, max nrcpt,
+ * hist-key-prefix ("P:{N}:hist:QID:"). Returns {} when unknown, else
+ * {msg-fields, rcpt0-fields, score0-or-nil, hist0, rcpt1-fields, ...}. */
 static const char queue_lua_show[] =
     "local h = redis.call('HGETALL', KEYS[1])\n"
     "if #h == 0 then return {} end\n"
@@ -191,20 +218,23 @@ static const char queue_lua_show[] =
     "for i = 0, n - 1 do\n"
     "  out[#out + 1] = redis.call('HGETALL', ARGV[1] .. i)\n"
     "  out[#out + 1] = redis.call('ZSCORE', KEYS[2], ARGV[2] .. ':' .. i)\n"
+    "  out[#out + 1] = redis.call('LRANGE', ARGV[4] .. i, 0, -1)\n"
     "end\n"
     "return out\n";
 
 /* PURGE: KEYS done; ARGV before_ms, max, msg-key-base ("P:{N}:msg:"),
- * rcpt-key-base ("P:{N}:rcpt:"), max nrcpt. Deletes up to max finished
- * messages whose finish time is at or before before_ms, with their
- * recipient records, and returns how many. A message is deleted whole or
- * not at all. */
+ * rcpt-key-base ("P:{N}:rcpt:"), max nrcpt, hist-key-base ("P:{N}:hist:").
+ * Deletes up to max finished messages whose finish time is at or before
+ * before_ms, with their recipient records and attempt histories, and
+ * returns how many. A message is deleted whole or not at all. */
 static const char queue_lua_purge[] =
     "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))\n"
     "for _, id in ipairs(ids) do\n"
     "  local n = tonumber(redis.call('HGET', ARGV[3] .. id, 'nrcpt')) or 0\n"
     "  if n > tonumber(ARGV[5]) then n = tonumber(ARGV[5]) end\n"
-    "  for i = 0, n - 1 do redis.call('DEL', ARGV[4] .. id .. ':' .. i) end\n"
+    "  for i = 0, n - 1 do\n"
+    "    redis.call('DEL', ARGV[4] .. id .. ':' .. i, ARGV[6] .. id .. ':' .. i)\n"
+    "  end\n"
     "  redis.call('DEL', ARGV[3] .. id)\n"
     "  redis.call('ZREM', KEYS[1], id)\n"
     "end\n"
@@ -460,6 +490,42 @@ int queue_mark_missing(struct queue *q, const char *qid, struct sy_err *err)
     return SY_OK;
 }
 
+/* Entries per claimed recipient in the CLAIM reply. */
+#define QUEUE_CLAIM_FIELDS ((size_t) 6)
+
+/* queue_claim_extra - admin, reroute, released_ms, delay_sent of a CLAIM
+ * reply into c; -1 when malformed */
+static int queue_claim_extra(redisReply *const *f, struct queue_claim *c)
+{
+    uint64_t u;
+
+    if (f[0]->len == 0)
+        c->admin = QUEUE_ADMIN_NONE;
+    else if (f[0]->len == 4 && memcmp(f[0]->str, "fail", 4) == 0)
+        c->admin = QUEUE_ADMIN_FAIL;
+    else if (f[0]->len == 4 && memcmp(f[0]->str, "drop", 4) == 0)
+        c->admin = QUEUE_ADMIN_DROP;
+    else
+        return -1;
+    c->reroute[0] = '\0';
+    if (f[1]->len > 0) {
+        if (f[1]->len >= QUEUE_CLAIM_TRANSPORT_SIZE)
+            return -1;
+        memcpy(c->reroute, f[1]->str, f[1]->len);
+        c->reroute[f[1]->len] = '\0';
+        if (!queue_name_ok(c->reroute, QUEUE_CLAIM_TRANSPORT_SIZE - 1))
+            return -1;
+    }
+    c->released_ms = 0;
+    if (f[2]->len > 0) {
+        if (queue_parse_u64(f[2], INT64_MAX, &u) != 0)
+            return -1;
+        c->released_ms = (int64_t) u;
+    }
+    c->delay_sent = f[3]->len == 1 && f[3]->str[0] == '1';
+    return 0;
+}
+
 /* queue_parse_member - "QID:IDX" into a claim; -1 when malformed */
 static int queue_parse_member(const redisReply *m, struct queue_claim *c)
 {
@@ -509,19 +575,24 @@ int queue_claim_due(struct queue *q, int64_t now_ms, int64_t lease_ms,
     queue_args_free(&a);
     if (rc != SY_OK)
         return SY_ETEMP;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0 || r->elements / 2 > max) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % QUEUE_CLAIM_FIELDS != 0 ||
+        r->elements / QUEUE_CLAIM_FIELDS > max) {
         freeReplyObject(r);
         return queue_unexpected(q, "claim", err);
     }
-    for (size_t i = 0; i < r->elements; i += 2) {
+    for (size_t i = 0; i < r->elements; i += QUEUE_CLAIM_FIELDS) {
         const redisReply *m = r->element[i], *att = r->element[i + 1];
         uint64_t attempts;
 
-        if (m->type != REDIS_REPLY_STRING || att->type != REDIS_REPLY_STRING) {
-            freeReplyObject(r);
-            return queue_unexpected(q, "claim", err);
+        for (size_t j = 0; j < QUEUE_CLAIM_FIELDS; j++) {
+            if (r->element[i + j]->type != REDIS_REPLY_STRING) {
+                freeReplyObject(r);
+                return queue_unexpected(q, "claim", err);
+            }
         }
-        if (queue_parse_member(m, &out[n]) != 0 || queue_parse_u64(att, UINT_MAX, &attempts) != 0) {
+        memset(&out[n], 0, sizeof(out[n]));
+        if (queue_parse_member(m, &out[n]) != 0 || queue_parse_u64(att, UINT_MAX, &attempts) != 0 ||
+            queue_claim_extra(r->element + i + 2, &out[n]) != 0) {
             /* Leased, so it comes back after the lease; say so once each time. */
             char safe[QUEUE_PEER_TEXT_MAX];
 
@@ -541,6 +612,7 @@ int queue_purge_done(struct queue *q, int64_t before_ms, size_t max, size_t *npu
                      struct sy_err *err)
 {
     char done[QUEUE_KEY_MAX], rcptbase[QUEUE_KEY_MAX], msgbase[QUEUE_KEY_MAX];
+    char histbase[QUEUE_KEY_MAX];
     struct queue_args a;
     redisReply *r;
     int rc;
@@ -553,6 +625,7 @@ int queue_purge_done(struct queue *q, int64_t before_ms, size_t max, size_t *npu
     queue_key(q, done, sizeof(done), "done");
     queue_key(q, rcptbase, sizeof(rcptbase), "rcpt:");
     queue_key(q, msgbase, sizeof(msgbase), "msg:");
+    queue_key(q, histbase, sizeof(histbase), "hist:");
     queue_script_args(&a);
     queue_args_str(&a, done);
     queue_args_i64(&a, before_ms);
@@ -560,6 +633,7 @@ int queue_purge_done(struct queue *q, int64_t before_ms, size_t max, size_t *npu
     queue_args_str(&a, msgbase);
     queue_args_str(&a, rcptbase);
     queue_args_i64(&a, (int64_t) QUEUE_RCPT_MAX);
+    queue_args_str(&a, histbase);
     rc = queue_script(q, QS_PURGE, queue_lua_purge, &a, 1, &r, err);
     queue_args_free(&a);
     if (rc != SY_OK)
@@ -596,16 +670,62 @@ int queue_next_due(struct queue *q, int64_t *when_ms, struct sy_err *err)
     return SY_OK;
 }
 
+/* Longest stored history entry: 7 bounded fields, the reply, two numbers. */
+#define QUEUE_HIST_ENTRY_MAX (7 * QUEUE_HIST_FIELD_MAX + QUEUE_HIST_REPLY_MAX + 64)
+/* Fields of a stored history entry, tab-separated. */
+#define QUEUE_HIST_NFIELDS 9
+
+/* queue_hist_field - one field of a history entry: tabs, CR, LF and other
+ * controls become spaces (they separate fields and lines), cut at max
+ * bytes on a UTF-8 character boundary */
+static void queue_hist_field(struct buf *b, const char *s, size_t max, int last)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char) s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = (unsigned char) s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+
+        (void) buf_append(b, &c, 1);
+    }
+    if (!last)
+        (void) buf_append(b, "\t", 1);
+}
+
+/* queue_hist_encode - "at_ms TAB duration_ms TAB state TAB transport TAB
+ * route TAB host TAB addr TAB tls TAB reply" (docs/redis-schema.md) */
+static void queue_hist_encode(struct buf *b, const struct queue_result *res)
+{
+    const struct queue_attempt *h = res->hist;
+    const char *st = res->state == QUEUE_DELIVERED ? "delivered" :
+                     res->state == QUEUE_FAILED ? "failed" : "deferred";
+
+    (void) buf_printf(b, "%lld\t%lld\t%s\t", (long long) h->at_ms,
+                      (long long) (h->duration_ms < 0 ? 0 : h->duration_ms), st);
+    queue_hist_field(b, h->transport, QUEUE_HIST_FIELD_MAX, 0);
+    queue_hist_field(b, h->route, QUEUE_HIST_FIELD_MAX, 0);
+    queue_hist_field(b, h->remote_host, QUEUE_HIST_FIELD_MAX, 0);
+    queue_hist_field(b, h->remote_addr, QUEUE_HIST_FIELD_MAX, 0);
+    queue_hist_field(b, h->tls, QUEUE_HIST_FIELD_MAX, 0);
+    queue_hist_field(b, h->reply, QUEUE_HIST_REPLY_MAX, 1);
+}
+
 int queue_record_result(struct queue *q, const char *qid, unsigned idx,
                         const struct queue_result *res, int *all_final,
                         struct sy_err *err)
 {
     char msgkey[QUEUE_KEY_MAX], rcptkey[QUEUE_KEY_MAX], sched[QUEUE_KEY_MAX];
     char heldkey[QUEUE_KEY_MAX], index[QUEUE_KEY_MAX], done[QUEUE_KEY_MAX];
+    char histkey[QUEUE_KEY_MAX];
     char member[QID_SIZE + QUEUE_NUM_SIZE];
     const char *transport, *reply;
     size_t tlen, rlen;
     struct queue_args a;
+    struct buf hist;
     redisReply *r;
     long long v;
     int rc;
@@ -616,7 +736,8 @@ int queue_record_result(struct queue *q, const char *qid, unsigned idx,
         return SY_ESYNTAX;
     if (res == NULL || idx >= QUEUE_RCPT_MAX || res->at_ms < 0 ||
         (res->state != QUEUE_QUEUED && res->state != QUEUE_DELIVERED && res->state != QUEUE_FAILED) ||
-        (res->state == QUEUE_QUEUED && res->next_ms < 0))
+        (res->state == QUEUE_QUEUED && res->next_ms < 0) ||
+        (res->not_attempted && res->state != QUEUE_QUEUED))
         return sy_err_set(err, SY_ESYNTAX, "4.3.0", "queue: record %s: bad result", qid);
     transport = res->transport != NULL ? res->transport : "";
     reply = res->reply != NULL ? res->reply : "";
@@ -637,7 +758,11 @@ int queue_record_result(struct queue *q, const char *qid, unsigned idx,
     queue_key(q, heldkey, sizeof(heldkey), "held");
     queue_key(q, index, sizeof(index), "index");
     queue_key(q, done, sizeof(done), "done");
+    queue_key(q, histkey, sizeof(histkey), "hist:%s:%u", qid, idx);
     (void) snprintf(member, sizeof(member), "%s:%u", qid, idx);
+    buf_init(&hist, QUEUE_HIST_ENTRY_MAX);
+    if (res->hist != NULL && !res->not_attempted)
+        queue_hist_encode(&hist, res);
 
     queue_script_args(&a);
     queue_args_str(&a, msgkey);
@@ -646,6 +771,7 @@ int queue_record_result(struct queue *q, const char *qid, unsigned idx,
     queue_args_str(&a, heldkey);
     queue_args_str(&a, index);
     queue_args_str(&a, done);
+    queue_args_str(&a, histkey);
     queue_args_str(&a, member);
     queue_args_str(&a, qid);
     queue_args_str(&a, queue_state_name(res->state));
@@ -653,8 +779,13 @@ int queue_record_result(struct queue *q, const char *qid, unsigned idx,
     queue_args_i64(&a, res->at_ms);
     queue_args_mem(&a, transport, tlen);
     queue_args_mem(&a, reply, rlen);
-    rc = queue_script(q, QS_RECORD, queue_lua_record, &a, 6, &r, err);
+    queue_args_str(&a, res->not_attempted ? "0" : "1");
+    queue_args_str(&a, res->delay_sent ? "1" : "0");
+    queue_args_mem(&a, buf_str(&hist), hist.len);
+    queue_args_i64(&a, QUEUE_HIST_MAX);
+    rc = queue_script(q, QS_RECORD, queue_lua_record, &a, 7, &r, err);
     queue_args_free(&a);
+    buf_free(&hist);
     if (rc != SY_OK)
         return SY_ETEMP;
     v = r->type == REDIS_REPLY_INTEGER ? r->integer : -2;
@@ -679,6 +810,19 @@ void queue_msg_free(struct queue_msg_info *m)
     for (size_t i = 0; i < m->nrcpt; i++) {
         free(m->rcpts[i].addr);
         free(m->rcpts[i].last_reply);
+        free(m->rcpts[i].transport);
+        for (size_t k = 0; k < m->rcpts[i].nhist; k++) {
+            struct queue_attempt_info *h = &m->rcpts[i].hist[k];
+
+            free(h->state);
+            free(h->transport);
+            free(h->route);
+            free(h->remote_host);
+            free(h->remote_addr);
+            free(h->tls);
+            free(h->reply);
+        }
+        free(m->rcpts[i].hist);
     }
     free(m->rcpts);
     memset(m, 0, sizeof(*m));
@@ -748,6 +892,53 @@ static const char *queue_show_msg(const redisReply *h, struct queue_msg_info *m,
     return NULL;
 }
 
+/* queue_show_hist - one recipient's history list into ri */
+static const char *queue_show_hist(const redisReply *l, struct queue_rcpt_info *ri)
+{
+    if (l->type != REDIS_REPLY_ARRAY || l->elements > QUEUE_HIST_MAX * 4)
+        return "history";
+    ri->hist = xcalloc(l->elements + 1, sizeof(*ri->hist));
+    for (size_t i = 0; i < l->elements; i++) {
+        const redisReply *e = l->element[i];
+        struct queue_attempt_info *h = &ri->hist[ri->nhist];
+        const char *f[QUEUE_HIST_NFIELDS], *p, *end;
+        size_t flen[QUEUE_HIST_NFIELDS], nf = 0;
+        uint64_t u;
+
+        if (e->type != REDIS_REPLY_STRING || e->len > QUEUE_HIST_ENTRY_MAX)
+            return "history entry";
+        p = e->str;
+        end = e->str + e->len;
+        while (nf < QUEUE_HIST_NFIELDS) {
+            const char *tab = nf + 1 < QUEUE_HIST_NFIELDS ? memchr(p, '\t', (size_t) (end - p)) : NULL;
+
+            f[nf] = p;
+            flen[nf] = (size_t) ((tab != NULL ? tab : end) - p);
+            nf++;
+            if (tab == NULL)
+                break;
+            p = tab + 1;
+        }
+        if (nf != QUEUE_HIST_NFIELDS)
+            return "history entry";
+        if (text_parse_u64(f[0], flen[0], 0, INT64_MAX, &u) != SY_OK)
+            return "history time";
+        h->at_ms = (int64_t) u;
+        if (text_parse_u64(f[1], flen[1], 0, INT64_MAX, &u) != SY_OK)
+            return "history duration";
+        h->duration_ms = (int64_t) u;
+        ri->nhist++;
+        h->state = xmemdup0(f[2], flen[2]);
+        h->transport = xmemdup0(f[3], flen[3]);
+        h->route = xmemdup0(f[4], flen[4]);
+        h->remote_host = xmemdup0(f[5], flen[5]);
+        h->remote_addr = xmemdup0(f[6], flen[6]);
+        h->tls = xmemdup0(f[7], flen[7]);
+        h->reply = xmemdup0(f[8], flen[8]);
+    }
+    return NULL;
+}
+
 /* queue_show_rcpt - one recipient hash and its schedule score */
 static const char *queue_show_rcpt(const redisReply *h, const redisReply *score,
                                    struct queue_rcpt_info *ri)
@@ -772,6 +963,8 @@ static const char *queue_show_rcpt(const redisReply *h, const redisReply *score,
             ri->attempts = (unsigned) u;
         } else if (queue_field_is(f, "last_reply")) {
             queue_set_str(&ri->last_reply, v);
+        } else if (queue_field_is(f, "transport")) {
+            queue_set_str(&ri->transport, v);
         }
     }
     if (ri->addr == NULL || state < 0)
@@ -787,6 +980,7 @@ static const char *queue_show_rcpt(const redisReply *h, const redisReply *score,
 int queue_show(struct queue *q, const char *qid, struct queue_msg_info *m, struct sy_err *err)
 {
     char msgkey[QUEUE_KEY_MAX], sched[QUEUE_KEY_MAX], rcptpfx[QUEUE_KEY_MAX];
+    char histpfx[QUEUE_KEY_MAX];
     struct queue_args a;
     const char *why;
     redisReply *r;
@@ -798,12 +992,14 @@ int queue_show(struct queue *q, const char *qid, struct queue_msg_info *m, struc
     queue_key(q, msgkey, sizeof(msgkey), "msg:%s", qid);
     queue_key(q, sched, sizeof(sched), "sched");
     queue_key(q, rcptpfx, sizeof(rcptpfx), "rcpt:%s:", qid);
+    queue_key(q, histpfx, sizeof(histpfx), "hist:%s:", qid);
     queue_script_args(&a);
     queue_args_str(&a, msgkey);
     queue_args_str(&a, sched);
     queue_args_str(&a, rcptpfx);
     queue_args_str(&a, qid);
     queue_args_i64(&a, (int64_t) QUEUE_RCPT_MAX);
+    queue_args_str(&a, histpfx);
     rc = queue_script(q, QS_SHOW, queue_lua_show, &a, 2, &r, err);
     queue_args_free(&a);
     if (rc != SY_OK)
@@ -818,13 +1014,16 @@ int queue_show(struct queue *q, const char *qid, struct queue_msg_info *m, struc
     }
     memcpy(m->qid, qid, QID_SIZE);
     why = queue_show_msg(r->element[0], m, &nrcpt);
-    if (why == NULL && r->elements != 1 + 2 * nrcpt)
+    if (why == NULL && r->elements != 1 + 3 * nrcpt)
         why = "recipient count";
     if (why == NULL) {
         m->rcpts = xcalloc((size_t) nrcpt, sizeof(*m->rcpts));
         m->nrcpt = (size_t) nrcpt;
-        for (size_t i = 0; i < m->nrcpt && why == NULL; i++)
-            why = queue_show_rcpt(r->element[1 + 2 * i], r->element[2 + 2 * i], &m->rcpts[i]);
+        for (size_t i = 0; i < m->nrcpt && why == NULL; i++) {
+            why = queue_show_rcpt(r->element[1 + 3 * i], r->element[2 + 3 * i], &m->rcpts[i]);
+            if (why == NULL)
+                why = queue_show_hist(r->element[3 + 3 * i], &m->rcpts[i]);
+        }
     }
     freeReplyObject(r);
     if (why != NULL) {

@@ -77,11 +77,22 @@ int queue_exists(struct queue *q, const char *qid, struct sy_err *err);
  * of the schedule and the held set (its spool file is gone). */
 int queue_mark_missing(struct queue *q, const char *qid, struct sy_err *err);
 
+/* An administrator's verdict on a recipient (rcpt field `admin`). */
+enum queue_admin { QUEUE_ADMIN_NONE = 0, QUEUE_ADMIN_FAIL, QUEUE_ADMIN_DROP };
+
+/* Size of a transport name in a claim (64 bytes + NUL). */
+#define QUEUE_CLAIM_TRANSPORT_SIZE ((size_t) 65)
+
 /* A claimed recipient: the scheduler/worker's unit of work. */
 struct queue_claim {
     char qid[QID_SIZE];
     unsigned idx;           /* recipient index in RCPT order */
     unsigned attempts;      /* attempts made before this one */
+    int admin;              /* enum queue_admin (rcpt field `admin`) */
+    char reroute[QUEUE_CLAIM_TRANSPORT_SIZE]; /* rcpt field `reroute`: use this transport
+                                             * instead of the route rules; "" when none */
+    int64_t released_ms;    /* rcpt field `released_ms` (a hold's release); 0 when none */
+    int delay_sent;         /* the "delayed" DSN went out already */
 };
 
 /* Claims up to max recipients whose next attempt is due (score <= now_ms),
@@ -102,6 +113,24 @@ int queue_purge_done(struct queue *q, int64_t before_ms, size_t max, size_t *npu
  * (returned through the int). */
 int queue_next_due(struct queue *q, int64_t *when_ms, struct sy_err *err);
 
+/* One entry of a recipient's attempt history (P:{N}:hist:QID:IDX); every
+ * pointer borrowed. Text fields are stored with controls and tabs made
+ * spaces, each cut to QUEUE_HIST_FIELD_MAX (reply: QUEUE_HIST_REPLY_MAX). */
+struct queue_attempt {
+    int64_t at_ms;          /* when the attempt ended (unix ms) */
+    int64_t duration_ms;
+    const char *transport;  /* transport name */
+    const char *route;      /* route_match_format() text: "global[0]", "none" */
+    const char *remote_host;/* "" when none */
+    const char *remote_addr;/* "" when none */
+    const char *tls;        /* "" without TLS */
+    const char *reply;      /* the full reply (multi-line joined) */
+};
+/* Entries kept per recipient (older ones are trimmed) and field bounds. */
+#define QUEUE_HIST_MAX 20
+#define QUEUE_HIST_FIELD_MAX ((size_t) 255)
+#define QUEUE_HIST_REPLY_MAX ((size_t) 1024)
+
 /* Outcome of one delivery attempt for one recipient. */
 struct queue_result {
     int state;              /* QUEUE_DELIVERED, QUEUE_FAILED, or QUEUE_QUEUED (deferred) */
@@ -109,15 +138,28 @@ struct queue_result {
     int64_t at_ms;          /* when the attempt ended */
     const char *transport;  /* borrowed: transport name */
     const char *reply;      /* borrowed: the reply or reason, one line */
+    int not_attempted;      /* QUEUE_QUEUED only: nothing was tried; reschedule at
+                             * next_ms without counting an attempt or adding history */
+    int delay_sent;         /* also mark the recipient's "delayed" DSN as sent */
+    const struct queue_attempt *hist;   /* borrowed; NULL: no history entry */
 };
 
 /* Records an attempt result atomically (attempt count, last reply, state,
- * schedule). When every recipient of the message is final, the message
- * record becomes "done" and leaves the index; *all_final is then 1 (the
- * caller removes the spool file). all_final may be NULL. */
+ * schedule, one history entry trimmed to QUEUE_HIST_MAX). A recipient held
+ * meanwhile (queue hold) stays held when the result is a deferral. When
+ * every recipient of the message is final, the message record becomes
+ * "done" and leaves the index; *all_final is then 1 (the caller removes
+ * the spool file). all_final may be NULL. */
 int queue_record_result(struct queue *q, const char *qid, unsigned idx,
                         const struct queue_result *res, int *all_final,
                         struct sy_err *err);
+
+/* One history entry as read back; strings owned by the struct. */
+struct queue_attempt_info {
+    int64_t at_ms, duration_ms;
+    char *state;            /* "delivered", "deferred", "failed" */
+    char *transport, *route, *remote_host, *remote_addr, *tls, *reply;
+};
 
 /* What `queue show` and `queue list` print. Strings owned by the struct;
  * free with queue_msg_free(). */
@@ -127,6 +169,9 @@ struct queue_rcpt_info {
     unsigned attempts;
     int64_t next_ms;        /* 0 when not scheduled */
     char *last_reply;       /* NULL when none */
+    char *transport;        /* transport of the last attempt; NULL when none */
+    struct queue_attempt_info *hist;    /* attempt history, oldest first */
+    size_t nhist;
 };
 struct queue_msg_info {
     char qid[QID_SIZE];

@@ -809,6 +809,98 @@ static void test_mark_missing(void **state)
     queue_put(p, q);
 }
 
+/* ---- history, not attempted, delay_sent, admin fields ------------------ */
+
+static void test_history(void **state)
+{
+    struct queue_pool *p = *state;
+    struct queue_attempt h = { .at_ms = 0, .duration_ms = 12, .transport = "smart", .route = "global[0]",
+                               .remote_host = "mx.example", .remote_addr = "192.0.2.1", .tls = "TLSv1.3",
+                               .reply = "451 4.7.1 try\r\nlater\tplease" };
+    struct queue_result res = { .state = QUEUE_QUEUED, .transport = "smart", .reply = "451 4.7.1 try",
+                                .hist = &h };
+    struct queue_claim c[4];
+    struct queue_msg_info m;
+    struct sy_err err;
+    struct queue *q = queue_get(p, &err);
+    char qid[QID_SIZE];
+    size_t n, purged;
+
+    assert_non_null(q);
+    make_qid(40, qid);
+    insert_msg(q, qid, 2, NULL, 1000);
+    /* More attempts than kept: the oldest are trimmed. */
+    for (int i = 0; i < QUEUE_HIST_MAX + 5; i++) {
+        res.at_ms = h.at_ms = 2000 + i;
+        res.next_ms = 3000 + i;
+        res.delay_sent = i == 3;
+        assert_int_equal(queue_record_result(q, qid, 0, &res, NULL, &err), SY_OK);
+    }
+    assert_int_equal(raw_int("LLEN " KEY("hist:%s:0"), qid), QUEUE_HIST_MAX);
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " delay_sent", qid), "1");
+    /* Not attempted: rescheduled, no attempt counted, no history. */
+    res.not_attempted = 1;
+    res.at_ms = 9000;
+    res.next_ms = 9500;
+    assert_int_equal(queue_record_result(q, qid, 1, &res, NULL, &err), SY_OK);
+    assert_str(raw_str("HGET " KEY("rcpt:%s:1") " attempts", qid), NULL);
+    assert_int_equal(raw_int("EXISTS " KEY("hist:%s:1"), qid), 0);
+    assert_str(raw_str("ZSCORE " KEY("sched") " %s:1", qid), "9500");
+    /* Not attempted but final is a caller error. */
+    res.state = QUEUE_FAILED;
+    assert_int_equal(queue_record_result(q, qid, 1, &res, NULL, &err), SY_ESYNTAX);
+
+    memset(&m, 0, sizeof(m));
+    assert_int_equal(queue_show(q, qid, &m, &err), SY_OK);
+    assert_int_equal(m.rcpts[0].nhist, QUEUE_HIST_MAX);
+    assert_int_equal(m.rcpts[0].hist[0].at_ms, 2005);
+    assert_int_equal(m.rcpts[0].hist[QUEUE_HIST_MAX - 1].at_ms, 2000 + QUEUE_HIST_MAX + 4);
+    assert_int_equal(m.rcpts[0].hist[0].duration_ms, 12);
+    assert_string_equal(m.rcpts[0].hist[0].state, "deferred");
+    assert_string_equal(m.rcpts[0].hist[0].transport, "smart");
+    assert_string_equal(m.rcpts[0].hist[0].route, "global[0]");
+    assert_string_equal(m.rcpts[0].hist[0].remote_host, "mx.example");
+    assert_string_equal(m.rcpts[0].hist[0].remote_addr, "192.0.2.1");
+    assert_string_equal(m.rcpts[0].hist[0].tls, "TLSv1.3");
+    /* CR, LF and tab never pass into an entry. */
+    assert_string_equal(m.rcpts[0].hist[0].reply, "451 4.7.1 try  later please");
+    assert_string_equal(m.rcpts[0].transport, "smart");
+    assert_int_equal(m.rcpts[1].nhist, 0);
+    queue_msg_free(&m);
+
+    /* Claims carry the administrator's fields. */
+    assert_int_equal(raw_int("HSET " KEY("rcpt:%s:1") " admin fail reroute other released_ms 777", qid), 3);
+    assert_int_equal(queue_claim_due(q, 10000, 100, c, 4, &n, &err), SY_OK);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].idx == 0) {
+            assert_int_equal(c[i].admin, QUEUE_ADMIN_NONE);
+            assert_string_equal(c[i].reroute, "");
+            assert_int_equal(c[i].delay_sent, 1);
+            assert_int_equal(c[i].attempts, QUEUE_HIST_MAX + 5);
+        } else {
+            assert_int_equal(c[i].admin, QUEUE_ADMIN_FAIL);
+            assert_string_equal(c[i].reroute, "other");
+            assert_int_equal(c[i].released_ms, 777);
+            assert_int_equal(c[i].delay_sent, 0);
+        }
+    }
+
+    /* Retention deletes the history with the message. */
+    res.not_attempted = 0;
+    res.state = QUEUE_DELIVERED;
+    res.at_ms = h.at_ms = 20000;
+    assert_int_equal(queue_record_result(q, qid, 0, &res, NULL, &err), SY_OK);
+    res.at_ms = h.at_ms = 20001;
+    assert_int_equal(queue_record_result(q, qid, 1, &res, NULL, &err), SY_OK);
+    assert_int_equal(raw_int("EXISTS " KEY("hist:%s:1"), qid), 1);
+    assert_int_equal(queue_purge_done(q, INT64_C(1) << 50, 10, &purged, &err), SY_OK);
+    assert_int_equal(purged, 1);
+    assert_int_equal(raw_int("EXISTS " KEY("hist:%s:0"), qid), 0);
+    assert_int_equal(raw_int("EXISTS " KEY("hist:%s:1"), qid), 0);
+    queue_put(p, q);
+}
+
 /* ---- list_ids, next_due ------------------------------------------------- */
 
 static void test_list_ids(void **state)
@@ -1236,8 +1328,13 @@ static const struct fake_case fake_cases[] = {
                                               "$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n" },
       SY_ETEMP, "unexpected reply to claim", 0, 0, 0 },
     { "claim skips a malformed member", "claim",
-      { SHA_REPLY, "*6\r\n$5\r\nhello\r\n$1\r\n0\r\n$17\r\n0PQ5X8G3C1R0001:1\r\n$1\r\n2\r\n"
-                   "$22\r\n0PQ5X8G3C1R0001:999999\r\n$1\r\n0\r\n", "+PONG\r\n" }, SY_OK, NULL, 1, 1, 0 },
+      { SHA_REPLY, "*18\r\n$5\r\nhello\r\n$1\r\n0\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n"
+                   "$17\r\n0PQ5X8G3C1R0001:1\r\n$1\r\n2\r\n$4\r\nfail\r\n$5\r\nrelay\r\n$4\r\n1000\r\n$1\r\n1\r\n"
+                   "$22\r\n0PQ5X8G3C1R0001:999999\r\n$1\r\n0\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n",
+        "+PONG\r\n" }, SY_OK, NULL, 1, 1, 0 },
+    { "claim skips a bad admin field", "claim",
+      { SHA_REPLY, "*6\r\n$17\r\n0PQ5X8G3C1R0001:1\r\n$1\r\n2\r\n$3\r\nzap\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n",
+        "+PONG\r\n" }, SY_OK, NULL, 0, 1, 0 },
     { "NOSCRIPT falls back to EVAL", "claim", { SHA_REPLY, "-NOSCRIPT No matching script.\r\n", "*0\r\n", "+PONG\r\n" },
       SY_OK, NULL, 0, 1, 0 },
     { "NOSCRIPT twice", "claim", { SHA_REPLY, "-NOSCRIPT No matching script.\r\n", "-NOSCRIPT again\r\n" },
@@ -1246,13 +1343,18 @@ static const struct fake_case fake_cases[] = {
       { SHA_REPLY, "*3\r\n*4\r\n$6\r\nsender\r\n$1\r\na\r\n$5\r\nnrcpt\r\n$1\r\n5\r\n*0\r\n$-1\r\n" },
       SY_ETEMP, "malformed recipient count", 0, -1, 0 },
     { "show: bad state", "show",
-      { SHA_REPLY, "*3\r\n*4\r\n$6\r\nsender\r\n$1\r\na\r\n$5\r\nnrcpt\r\n$1\r\n1\r\n"
-                   "*4\r\n$4\r\naddr\r\n$1\r\nb\r\n$5\r\nstate\r\n$4\r\nlost\r\n$-1\r\n" },
+      { SHA_REPLY, "*4\r\n*4\r\n$6\r\nsender\r\n$1\r\na\r\n$5\r\nnrcpt\r\n$1\r\n1\r\n"
+                   "*4\r\n$4\r\naddr\r\n$1\r\nb\r\n$5\r\nstate\r\n$4\r\nlost\r\n$-1\r\n*0\r\n" },
       SY_ETEMP, "malformed recipient state", 0, -1, 0 },
+    { "show: bad history entry", "show",
+      { SHA_REPLY, "*4\r\n*4\r\n$6\r\nsender\r\n$1\r\na\r\n$5\r\nnrcpt\r\n$1\r\n1\r\n"
+                   "*4\r\n$4\r\naddr\r\n$1\r\nb\r\n$5\r\nstate\r\n$6\r\nqueued\r\n$-1\r\n*1\r\n$3\r\na\tb\r\n" },
+      SY_ETEMP, "malformed history entry", 0, -1, 0 },
     { "show: duplicate fields", "show",
-      { SHA_REPLY, "*3\r\n*8\r\n$6\r\nsender\r\n$1\r\na\r\n$6\r\nsender\r\n$1\r\nz\r\n$5\r\nnrcpt\r\n$1\r\n1\r\n"
+      { SHA_REPLY, "*4\r\n*8\r\n$6\r\nsender\r\n$1\r\na\r\n$6\r\nsender\r\n$1\r\nz\r\n$5\r\nnrcpt\r\n$1\r\n1\r\n"
                    "$5\r\nnrcpt\r\n$1\r\n1\r\n"
-                   "*6\r\n$4\r\naddr\r\n$1\r\nb\r\n$4\r\naddr\r\n$1\r\nc\r\n$5\r\nstate\r\n$6\r\nqueued\r\n$4\r\n1000\r\n" },
+                   "*6\r\n$4\r\naddr\r\n$1\r\nb\r\n$4\r\naddr\r\n$1\r\nc\r\n$5\r\nstate\r\n$6\r\nqueued\r\n$4\r\n1000\r\n"
+                   "*1\r\n$30\r\n5\t7\tdeferred\tt\tr\th\ta\ttls\t451 x\r\n" },
       SY_OK, NULL, 1, -1, 0 },
     { "show: odd hash", "show", { SHA_REPLY, "*1\r\n*1\r\n$6\r\nsender\r\n" }, SY_ETEMP, "malformed message record", 0, -1, 0 },
     { "insert: -OOM", "insert", { SHA_REPLY, "-OOM command not allowed when used memory > 'maxmemory'.\r\n", "+PONG\r\n" },
@@ -1376,6 +1478,12 @@ static void test_hostile_replies(void **state)
                 assert_string_equal(m.sender, "z");
                 assert_string_equal(m.rcpts[0].addr, "c");
                 assert_int_equal(m.rcpts[0].next_ms, 1000);
+                assert_int_equal(m.rcpts[0].nhist, 1);
+                assert_int_equal(m.rcpts[0].hist[0].at_ms, 5);
+                assert_int_equal(m.rcpts[0].hist[0].duration_ms, 7);
+                assert_string_equal(m.rcpts[0].hist[0].state, "deferred");
+                assert_string_equal(m.rcpts[0].hist[0].tls, "tls");
+                assert_string_equal(m.rcpts[0].hist[0].reply, "451 x");
             } else {
                 assert_null(m.sender);
                 assert_null(m.rcpts);
@@ -1388,6 +1496,8 @@ static void test_hostile_replies(void **state)
             rc = queue_insert(q, qid, &e, NULL, 1000, &err);
             env_free(&e);
         }
+        if (rc != fc->rc)
+            print_message("hostile: %s: rc %d: %s\n", fc->name, rc, err.text);
         assert_int_equal(rc, fc->rc);
         if (rc == SY_OK) {
             assert_int_equal(n, fc->n);
@@ -1571,6 +1681,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claim_lease, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_record_result, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_mark_missing, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_history, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_list_ids, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_next_due, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_bad_args, test_setup, test_teardown),
