@@ -686,6 +686,9 @@ int smtp_client_send(struct smtp_client *c, const struct transport_msg *msg,
         naccepted += x.accepted[i];
     if (!mail_ok || naccepted == 0)
         goto out;       /* no DATA without an accepted recipient */
+    for (size_t i = 0; i < n; i++)
+        if (x.accepted[i])
+            x.done[i] = false;     /* from here on, DATA and the data's reply decide */
     rc = client_cmd(c, "DATA", c->cfg.data_timeout_ms, err);
     if (rc != SY_OK) {
         txn_fail_err(&x, err);
@@ -701,9 +704,6 @@ int smtp_client_send(struct smtp_client *c, const struct transport_msg *msg,
             }
         goto out;
     }
-    for (size_t i = 0; i < n; i++)
-        if (x.accepted[i])
-            x.done[i] = false;     /* the data's reply decides now */
     rc = txn_data(c, msg, err);
     if (rc != SY_OK) {
         txn_fail_err(&x, err);

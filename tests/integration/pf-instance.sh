@@ -19,6 +19,8 @@
 #   PF_LMTP_NEXTHOP=           e.g. inet:127.0.0.1:10024  -> default_transport=lmtp:$PF_LMTP_NEXTHOP
 #   PF_RELAYHOST=              e.g. [127.0.0.1]:10026     -> default_transport=smtp, relayhost=...
 #   PF_MILTER=                 e.g. inet:127.0.0.1:10030  -> smtpd_milters/non_smtpd_milters
+#   PF_SUBMISSION_PORT=        if set: a submission smtpd with SASL on 127.0.0.1 (see PF_SASL_PATH)
+#   PF_SASL_PATH=              Dovecot auth socket for it, e.g. inet:127.0.0.1:12345
 set -euo pipefail
 
 cmd=${1:?usage: $0 init|conf|start|reload|stop|wait-log|wait-empty|flush|clear DIR ...}
@@ -113,6 +115,18 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
+    if [ -n "${PF_SUBMISSION_PORT:-}" ]; then
+        cat >> "$D"/etc/master.cf <<EOF
+127.0.0.1:$PF_SUBMISSION_PORT inet n - n - - smtpd
+  -o syslog_name=postfix/submission
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_sasl_type=dovecot
+  -o smtpd_sasl_path=${PF_SASL_PATH:?PF_SASL_PATH needed with PF_SUBMISSION_PORT}
+  -o smtpd_tls_auth_only=no
+  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+EOF
+    fi
     for kv in "$@"; do postconf -c "$D"/etc -e "$kv"; done
     # 'postfix check' creates the queue directories with the right owners/modes
     postfix -c "$D"/etc check

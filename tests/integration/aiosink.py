@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""aiosink.py - a scriptable SMTP sink on aiosmtpd for the SMTP client tests.
+
+    aiosink.py --port P --out DIR [--cert C --key K] [--implicit-tls]
+               [--auth USER:PASS] [--auth-require-tls] [--requiretls] [--smtputf8]
+               [--size N]
+
+STARTTLS is offered when --cert/--key are given (or the whole session is TLS
+with --implicit-tls, as on port 465). AUTH PLAIN and LOGIN check USER:PASS.
+Recipients choose their fate by local part: reject* -> 550 5.1.1,
+defer* -> 451 4.3.0, full* -> 452 4.5.3 (too many recipients), anything else
+250. Every accepted message is written to DIR/N.json (envelope, options,
+TLS, authenticated user, the data as latin-1 text). Prints "ready" on
+stdout once listening. Stop it with SIGTERM.
+"""
+import argparse
+import asyncio
+import json
+import os
+import signal
+import ssl
+import sys
+import threading
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+
+class Handler:
+    def __init__(self, out, requiretls):
+        self.out = out
+        self.requiretls = requiretls
+        self.n = 0
+        self.lock = threading.Lock()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.requiretls and session.ssl is not None:
+            responses.insert(len(responses) - 1, "250-REQUIRETLS")
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = address.split("@", 1)[0].lower()
+        if local.startswith("reject"):
+            return "550 5.1.1 <%s>: no such user" % address
+        if local.startswith("defer"):
+            return "451 4.3.0 <%s>: try again later" % address
+        if local.startswith("full"):
+            return "452 4.5.3 too many recipients"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.n += 1
+            n = self.n
+        rec = {
+            "mail_from": envelope.mail_from,
+            "mail_options": envelope.mail_options,
+            "requiretls": getattr(session, "sy_requiretls", False),
+            "rcpt_tos": envelope.rcpt_tos,
+            "rcpt_options": envelope.rcpt_options,
+            "tls": session.ssl is not None,
+            "auth": session.auth_data.decode("utf-8", "replace")
+                    if isinstance(session.auth_data, bytes) else None,
+            "helo": getattr(session, "host_name", None),
+            "peer_port": session.peer[1] if session.peer else None,
+            "data": envelope.original_content.decode("latin-1"),
+        }
+        tmp = os.path.join(self.out, ".%d.tmp" % n)
+        with open(tmp, "w") as f:
+            json.dump(rec, f)
+        os.rename(tmp, os.path.join(self.out, "%d.json" % n))
+        return "250 2.0.0 Ok: queued as SINK%d" % n
+
+
+class Sink(SMTP):
+    """REQUIRETLS (RFC 8689) is not known to aiosmtpd: strip it before the
+    parameter check and remember it for the record."""
+
+    async def smtp_MAIL(self, arg):
+        if arg and self.session is not None:
+            words = arg.split()
+            self.session.sy_requiretls = any(w.upper() == "REQUIRETLS" for w in words[1:])
+            arg = " ".join(w for w in words if w.upper() != "REQUIRETLS" or w is words[0])
+        return await super().smtp_MAIL(arg)
+
+
+class SinkController(Controller):
+    def __init__(self, handler, smtp_kw, **kw):
+        self.smtp_kw = smtp_kw
+        super().__init__(handler, **kw)
+
+    def factory(self):
+        return Sink(self.handler, **self.smtp_kw)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--implicit-tls", action="store_true")
+    ap.add_argument("--auth")
+    ap.add_argument("--auth-require-tls", action="store_true")
+    ap.add_argument("--requiretls", action="store_true")
+    ap.add_argument("--smtputf8", action="store_true")
+    ap.add_argument("--size", type=int, default=33554432)
+    a = ap.parse_args()
+
+    ctx = None
+    if a.cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.cert, a.key)
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        if not isinstance(auth_data, LoginPassword) or not a.auth:
+            return AuthResult(success=False, handled=False)
+        user, pw = a.auth.split(":", 1)
+        ok = auth_data.login.decode() == user and auth_data.password.decode() == pw
+        return AuthResult(success=ok, handled=False, auth_data=auth_data.login if ok else None)
+
+    smtp_kw = dict(hostname="aiosink.test", enable_SMTPUTF8=a.smtputf8, data_size_limit=a.size,
+                   auth_require_tls=a.auth_require_tls, timeout=60)
+    if a.auth:
+        smtp_kw["authenticator"] = authenticator
+    if ctx is not None and not a.implicit_tls:
+        smtp_kw["tls_context"] = ctx
+    kw = dict(hostname="127.0.0.1", port=a.port)
+    if a.implicit_tls:
+        kw["ssl_context"] = ctx
+    os.makedirs(a.out, exist_ok=True)
+    ctl = SinkController(Handler(a.out, a.requiretls), smtp_kw, **kw)
+    ctl.start()
+    print("ready", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *x: done.set())
+    signal.signal(signal.SIGINT, lambda *x: done.set())
+    done.wait()
+    ctl.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
