@@ -51,7 +51,7 @@
 #define QA_FETCH_RSTRIDE (QA_FETCH_RFIELDS + 2)
 #define QA_FETCH_MFIELDS ((size_t) 6)
 /* The reply a dropped recipient keeps (no DSN is sent). */
-#define QA_DROP_REPLY "dropped by administrator"
+#define QA_DROP_REPLY "5.0.0 dropped by administrator"
 
 /* release(): held -> queued. Due now, but never before the message's
  * FUTURERELEASE time; released_ms lets the scheduler count expiry from the
