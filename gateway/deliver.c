@@ -579,6 +579,7 @@ static void deliver_message(struct deliver *d, struct queue *q, const struct que
     uint64_t off = 0, len = 0;
     int64_t now, base, at_ms;
     int rc, fd = -1, all_final = 0, have_dsn = 0;
+    unsigned mseed;
 
     env_init(&env);
     sy_err_clear(&err);
@@ -685,10 +686,14 @@ static void deliver_message(struct deliver *d, struct queue *q, const struct que
         (void) close(fd);
 
     at_ms = clock_real_ms();
+    /* One jitter draw per message: its recipients deferred together stay
+     * due together, so their retry is again one transaction. */
+    mseed = (unsigned) rand_r(seed);
     for (size_t i = 0; i < n; i++) {
         struct deliver_item *it = &items[i];
         struct deliver_facts f;
         int64_t b = base;
+        unsigned iseed = mseed;
 
         if (it->c->released_ms > b)
             b = it->c->released_ms;
@@ -716,7 +721,7 @@ static void deliver_message(struct deliver *d, struct queue *q, const struct que
             it->v.next_ms = env.hold_until * 1000;
             continue;
         }
-        deliver_decide(&f, seed, &it->v);
+        deliver_decide(&f, &iseed, &it->v);
         if (it->v.expired) {
             char why[TRANSPORT_REPLY_MAX - 80];
 
