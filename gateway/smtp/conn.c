@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "gateway/util/clock.h"
@@ -55,7 +56,8 @@ static int conn_try(const struct addrinfo *ai, int64_t deadline_ms, int *fdp, st
     fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
     if (fd < 0)
         return sy_err_set(err, SY_ETEMP, "4.4.1", "socket: %s", strerror(errno));
-    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (ai->ai_family != AF_UNIX)
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
         if (errno != EINPROGRESS) {
             soerr = errno;
@@ -77,6 +79,30 @@ fail:
     return sy_err_set(err, SY_ETEMP, "4.4.1", "connect: %s", strerror(soerr));
 }
 
+/* conn_open_unix - an LMTP server's UNIX socket (host is its absolute path) */
+static struct smtp_conn *conn_open_unix(const char *path, int64_t deadline, struct sy_err *err)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    struct addrinfo ai = { .ai_family = AF_UNIX, .ai_socktype = SOCK_STREAM,
+                           .ai_addr = (struct sockaddr *) &sun, .ai_addrlen = sizeof(sun) };
+    struct smtp_conn *c;
+    int fd = -1;
+
+    if (strlen(path) >= sizeof(sun.sun_path))
+        return sy_err_set(err, SY_ETEMP, "4.3.5", "socket path too long: %s", path), NULL;
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    if (conn_try(&ai, deadline, &fd, err) != SY_OK) {
+        if (err != NULL)
+            (void) sy_err_set(err, err->code, "4.4.1", "connect to %s: %s", path, err->text);
+        return NULL;
+    }
+    c = xcalloc(1, sizeof(*c));
+    c->fd = fd;
+    (void) snprintf(c->addr, sizeof(c->addr), "unix");
+    smtp_reply_parser_init(&c->parser);
+    return c;
+}
+
 /* smtp_conn_open - try each address of host in turn, all within one deadline */
 struct smtp_conn *smtp_conn_open(const char *host, unsigned port, int64_t connect_timeout_ms,
                                  struct sy_err *err)
@@ -89,6 +115,8 @@ struct smtp_conn *smtp_conn_open(const char *host, unsigned port, int64_t connec
     int fd = -1, rc;
 
     sy_err_clear(&e);
+    if (host[0] == '/')
+        return conn_open_unix(host, deadline, err);
     (void) snprintf(portstr, sizeof(portstr), "%u", port);
     rc = getaddrinfo(host, portstr, &hints, &res);
     if (rc != 0) {

@@ -25,7 +25,8 @@
 
 struct smtp_conn;   /* opaque */
 
-/* Returns a new connection owned by the caller (smtp_conn_close()), or
+/* host is a name or address, or the absolute path of a UNIX socket (port
+ * is then ignored). Returns a new connection owned by the caller (smtp_conn_close()), or
  * NULL with err: 4.4.4 (no address), 4.4.1 (refused or unreachable on
  * every address), 4.4.1 SY_ETIMEOUT. host and port borrowed. */
 struct smtp_conn *smtp_conn_open(const char *host, unsigned port, int64_t connect_timeout_ms,

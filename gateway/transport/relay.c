@@ -66,7 +66,7 @@ static void relay_pool_init(struct relay *r, struct relay_pool *p, const struct 
     struct smtp_client_cfg *c = &p->ccfg;
 
     p->t = t;
-    c->host = t->host;
+    c->host = t->host != NULL ? t->host : t->socket;     /* lmtp: "/run/..." */
     c->port = t->port;
     c->tls = t->tls;
     c->implicit_tls = t->type == CFG_TRANSPORT_SUBMISSIONS;
@@ -296,13 +296,13 @@ int relay_deliver(struct relay *r, const struct cfg_transport *t,
         relay_fail_all(rcpts, n, &err);
         return SY_OK;
     }
-    if (t->host == NULL) {
-        (void) sy_err_set(&err, SY_ETEMP, "4.3.5", "transport %s: LMTP over a UNIX socket is not "
-                          "supported yet", t->name);
+    if (p->ccfg.host == NULL) {
+        (void) sy_err_set(&err, SY_ETEMP, "4.3.5", "transport %s has no host", t->name);
         relay_fail_all(rcpts, n, &err);
         return SY_OK;
     }
-    (void) snprintf(att->remote_host, sizeof(att->remote_host), "%s", t->host);
+    (void) snprintf(att->remote_host, sizeof(att->remote_host), "%s%s", t->host != NULL ? "" : "unix:",
+                    p->ccfg.host);
     if ((t->tls != CFG_TLS_NONE && p->tls == NULL) || (t->has_auth && r->sasl == NULL)) {
         relay_fail_all(rcpts, n, p->tls == NULL && t->tls != CFG_TLS_NONE ? &p->tls_err : &r->sasl_err);
         return SY_OK;

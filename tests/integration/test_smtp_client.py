@@ -518,3 +518,97 @@ def test_postfix_dovecot_wrong_password_and_preference(relay_send, workdir, pf_s
     qid = reply.rsplit(" ", 1)[1]
     sylib.wait_for(lambda: "%s: client=localhost[127.0.0.1], sasl_method=SCRAM-SHA-256," % qid
                    in open(pf_submission["maillog"]).read(), 60, "the maillog line")
+
+
+# --------------------------------------------------------------------------
+# LMTP, limits, hostile servers
+
+def test_lmtp_one_reply_per_recipient(relay_send, workdir, smtp_sink):
+    port, dump = smtp_sink("-L")
+    t = {"type": "lmtp", "host": "127.0.0.1", "port": port, "tls": "none"}
+    r = send(relay_send, workdir, t, ["b@example.net", "c@example.net"])[0]
+    assert r["rcpts"]["b@example.net"][0] == "ok" and r["rcpts"]["c@example.net"][0] == "ok"
+    assert "X-Client-Proto: LMTP\n" in sink_dumps(dump)[0]
+    port, dump = smtp_sink("-L", "-f", ".")
+    r = send(relay_send, workdir, dict(t, port=port), ["b@example.net", "c@example.net"])[0]
+    assert [r["rcpts"][a][0] for a in ("b@example.net", "c@example.net")] == ["perm", "perm"]
+
+
+def test_lmtp_unix_socket(relay_send, workdir, procs):
+    sock = os.path.join(workdir, "lmtp.sock")
+    procs.add(subprocess.Popen(["smtp-sink", "-L", "-u", "nobody", "unix:" + sock, "10"], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    sylib.wait_for(lambda: os.path.exists(sock), sylib.START_TIMEOUT, "smtp-sink socket")
+    r = send(relay_send, workdir, {"type": "lmtp", "host": "unix:" + sock}, ["b@example.net"])[0]
+    assert r["attempt"]["host"] == "unix:" + sock
+    assert r["rcpts"]["b@example.net"][0] == "ok", r
+
+
+def test_max_connections_busy_is_not_attempted(relay_send, workdir, smtp_sink):
+    # the sink holds DATA for 12 s; with one connection allowed, the second
+    # delivery waits 10 s for it and gives up without counting an attempt
+    port, dump = smtp_sink("-w", "12")
+    r = send(relay_send, workdir, smtp(port, max_connections=1), ["b@example.net"], opts=["-P", "2"])
+    assert len(r) == 2
+    got = sorted((x["attempt"]["not_attempted"], x["rcpts"]["b@example.net"][0]) for x in r)
+    assert got == [("0", "ok"), ("1", "temp")], r
+    busy = [x for x in r if x["attempt"]["not_attempted"] == "1"][0]
+    assert busy["rcpts"]["b@example.net"][2].startswith("4.4.5 all 1 connections of transport t busy")
+
+
+def hostile_server(script):
+    """A one-connection server on a free port: script(conn) speaks to the client."""
+    import socket
+    import threading
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+
+    def serve():
+        c, _ = s.accept()
+        try:
+            script(c)
+        except OSError:
+            pass
+        finally:
+            c.close()
+            s.close()
+    threading.Thread(target=serve, daemon=True).start()
+    return s.getsockname()[1]
+
+
+def _readline(c):
+    b = b""
+    while not b.endswith(b"\n"):
+        x = c.recv(1)
+        if not x:
+            break
+        b += x
+    return b
+
+
+@pytest.mark.parametrize("case", ["long-line", "endless-reply", "garbage", "injection-after-starttls"])
+def test_hostile_server_defers(relay_send, workdir, case):
+    def script(c):
+        c.sendall(b"220 hostile ESMTP\r\n")
+        _readline(c)                                # EHLO
+        if case == "long-line":
+            c.sendall(b"250-" + b"x" * 5000 + b"\r\n250 ok\r\n")
+        elif case == "endless-reply":
+            c.sendall(b"250-hostile\r\n" * 200 + b"250 ok\r\n")
+        elif case == "garbage":
+            c.sendall(b"250 ok\r\n")
+            _readline(c)                            # MAIL
+            c.sendall(b"hello there\r\n")
+        else:
+            c.sendall(b"250-hostile\r\n250 STARTTLS\r\n")
+            _readline(c)                            # STARTTLS
+            c.sendall(b"220 go ahead\r\n250 injected\r\n")
+        c.recv(1000)
+    port = hostile_server(script)
+    r = send(relay_send, workdir, smtp(port, tls="required-unverified" if "starttls" in case else "none"),
+             ["b@example.net"])[0]
+    status, _, reply = r["rcpts"]["b@example.net"]
+    assert status == "temp", reply
+    assert reply.startswith("4.5.0" if case != "injection-after-starttls" else "4.7.0"), reply

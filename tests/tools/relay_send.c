@@ -8,6 +8,7 @@
  *     -N NOTIFY     NOTIFY bits for every recipient: S, F, D letters or "never"
  *     -E ENVID      ENVID;  -e full|hdrs  RET;  -O  ORCPT=rfc822;<rcpt>
  *     -B            BODY=8BITMIME declared (8-bit content is detected anyway)
+ *     -P N          N deliveries at once, one thread each (max_connections tests)
  *
  * Prints, per delivery, "attempt host=H addr=A tls=T not_attempted=0|1"
  * and one "rcpt ADDR ok|temp|perm relayed=0|1 REPLY" line per recipient.
@@ -15,6 +16,7 @@
  * SMTP client against real servers without the scheduler.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,45 @@ static void usage(void)
     exit(2);
 }
 
+struct job {
+    struct relay *r;
+    const struct cfg_transport *t;
+    struct transport_msg msg;
+    pthread_t th;
+};
+
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* deliver_once - one relay_deliver() and its lines on stdout */
+static void deliver_once(struct relay *r, const struct cfg_transport *t, const struct transport_msg *msg)
+{
+    const struct envelope *env = msg->env;
+    struct transport_rcpt *rcpts = xcalloc(env->nrcpt, sizeof(*rcpts));
+    struct transport_attempt att;
+
+    for (size_t i = 0; i < env->nrcpt; i++)
+        rcpts[i].idx = (unsigned) i;
+    (void) relay_deliver(r, t, msg, rcpts, env->nrcpt, &att);
+    (void) pthread_mutex_lock(&out_mu);
+    (void) printf("attempt host=%s addr=%s tls=%s not_attempted=%d\n", att.remote_host,
+                  att.remote_addr, att.tls[0] ? att.tls : "-", att.not_attempted ? 1 : 0);
+    for (size_t i = 0; i < env->nrcpt; i++)
+        (void) printf("rcpt %s %s relayed=%d %s\n", env->rcpts[i].addr,
+                      rcpts[i].code == SY_OK ? "ok" : rcpts[i].code == SY_EPERM ? "perm" : "temp",
+                      rcpts[i].relayed ? 1 : 0, rcpts[i].reply);
+    (void) fflush(stdout);
+    (void) pthread_mutex_unlock(&out_mu);
+    free(rcpts);
+}
+
+static void *job_main(void *arg)
+{
+    struct job *j = arg;
+
+    deliver_once(j->r, j->t, &j->msg);
+    return NULL;
+}
+
 static unsigned parse_notify(const char *s)
 {
     unsigned n = 0;
@@ -50,7 +91,7 @@ static unsigned parse_notify(const char *s)
 int main(int argc, char **argv)
 {
     const char *cfgpath = NULL, *tname = NULL, *msgpath = NULL, *sender = NULL, *envid = NULL;
-    unsigned notify = 0, repeat = 1, waitms = 0;
+    unsigned notify = 0, repeat = 1, waitms = 0, parallel = 0;
     int opt, ret = ENV_RET_UNSET, fd;
     bool utf8 = false, reqtls = false, orcpt = false, body8 = false;
     struct envelope env;
@@ -60,7 +101,7 @@ int main(int argc, char **argv)
     struct relay *r;
     struct stat st;
 
-    while ((opt = getopt(argc, argv, "c:t:m:f:n:w:uRN:E:e:OB")) != -1) {
+    while ((opt = getopt(argc, argv, "c:t:m:f:n:w:uRN:E:e:OBP:")) != -1) {
         switch (opt) {
         case 'c': cfgpath = optarg; break;
         case 't': tname = optarg; break;
@@ -75,6 +116,7 @@ int main(int argc, char **argv)
         case 'e': ret = strcmp(optarg, "full") == 0 ? ENV_RET_FULL : ENV_RET_HDRS; break;
         case 'O': orcpt = true; break;
         case 'B': body8 = true; break;
+        case 'P': parallel = (unsigned) strtoul(optarg, NULL, 10); break;
         default: usage();
         }
     }
@@ -128,29 +170,30 @@ int main(int argc, char **argv)
         env_add_rcpt(&env, &rc);
     }
     r = relay_new(cfg);
+    if (parallel > 0 && parallel <= 64) {
+        struct job *jobs = xcalloc(parallel, sizeof(*jobs));
+
+        for (unsigned k = 0; k < parallel; k++) {
+            jobs[k] = (struct job) { .r = r, .t = t, .msg = { .qid = "RELAYSEND", .env = &env, .fd = fd,
+                                                            .off = 0, .len = (uint64_t) st.st_size } };
+            if (pthread_create(&jobs[k].th, NULL, job_main, &jobs[k]) != 0)
+                return 1;
+        }
+        for (unsigned k = 0; k < parallel; k++)
+            (void) pthread_join(jobs[k].th, NULL);
+        free(jobs);
+        repeat = 0;
+    }
     for (unsigned k = 0; k < repeat; k++) {
         struct transport_msg msg = { .qid = "RELAYSEND", .env = &env, .fd = fd, .off = 0,
                                      .len = (uint64_t) st.st_size };
-        struct transport_rcpt *rcpts = xcalloc(env.nrcpt, sizeof(*rcpts));
-        struct transport_attempt att;
-
         if (k > 0 && waitms > 0) {
             struct timespec ts = { .tv_sec = waitms / 1000, .tv_nsec = (long) (waitms % 1000) * 1000000L };
 
             (void) nanosleep(&ts, NULL);
         }
         relay_tick(r);
-        for (size_t i = 0; i < env.nrcpt; i++)
-            rcpts[i].idx = (unsigned) i;
-        (void) relay_deliver(r, t, &msg, rcpts, env.nrcpt, &att);
-        (void) printf("attempt host=%s addr=%s tls=%s not_attempted=%d\n", att.remote_host,
-                      att.remote_addr, att.tls[0] ? att.tls : "-", att.not_attempted ? 1 : 0);
-        for (size_t i = 0; i < env.nrcpt; i++)
-            (void) printf("rcpt %s %s relayed=%d %s\n", env.rcpts[i].addr,
-                          rcpts[i].code == SY_OK ? "ok" : rcpts[i].code == SY_EPERM ? "perm" : "temp",
-                          rcpts[i].relayed ? 1 : 0, rcpts[i].reply);
-        (void) fflush(stdout);
-        free(rcpts);
+        deliver_once(r, t, &msg);
     }
     relay_free(r);
     env_free(&env);
