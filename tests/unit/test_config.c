@@ -107,6 +107,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->delivery.retry_max_ms, 4ULL * 3600000);
     assert_int_equal(c->delivery.expiry_ms, 5ULL * 86400000);
     assert_int_equal(c->delivery.lease_ms, 10ULL * 60000);
+    assert_int_equal(c->delivery.delay_warning_ms, 4ULL * 3600000);
     assert_string_equal(c->capture.dir, "/srv/sy/capture");
     /* the implicit capture transport, and an empty route table */
     assert_int_equal(c->ntransports, 1);
@@ -197,9 +198,9 @@ static const struct good_case good_cases[] = {
         "    tls: required\n    allow_plaintext_auth: false\n    helo_name: \"lmtp.example\"\n" } },
     { "durations: plain seconds, ms, minutes, days",
       "redis:\n  connect_timeout: 30\n  command_timeout: 100ms\n"
-      "delivery:\n  retry_first: 90\n  retry_max: 1d\n  expiry: 1m\n  lease: 86400\n" BASE,
+      "delivery:\n  retry_first: 90\n  retry_max: 1d\n  expiry: 1m\n  lease: 86400\n  delay_warning: 0\n" BASE,
       { "  connect_timeout: 30s\n  command_timeout: 100ms\n",
-        "  retry_first: 90s\n  retry_max: 1d\n  expiry: 1m\n  lease: 1d\n" } },
+        "  retry_first: 90s\n  retry_max: 1d\n  expiry: 1m\n  lease: 1d\n", "  delay_warning: 0s\n" } },
     { "sizes: k, m, g and min_free following message_size_limit",
       "lmtp:\n  message_size_limit: 10m\n  min_data_rate: 1k\n" LISTENER SPOOL,
       { "  message_size_limit: 10485760\n", "  min_free: 20971520\n", "  min_data_rate: 1024\n" } },
@@ -456,6 +457,8 @@ static const struct bad_case bad_cases[] = {
     { "integer out of range", "redis:\n  db: 16\n" BASE, "t.yaml:2: redis.db: 16 is out of range (0 to 15)\n" },
     { "workers past 256", "delivery:\n  workers: 257\n" BASE,
       "t.yaml:2: delivery.workers: 257 is out of range (0 to 256)\n" },
+    { "delay_warning past 30 days", "delivery:\n  delay_warning: 31d\n" BASE,
+      "t.yaml:2: delivery.delay_warning: \"31d\" is out of range (0s to 30d)\n" },
     { "retention past a year", "delivery:\n  retention: 366d\n" BASE,
       "t.yaml:2: delivery.retention: \"366d\" is out of range (0s to 365d)\n" },
     { "huge integer", "redis:\n  db: 99999999999999999999999\n" BASE,
