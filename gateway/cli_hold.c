@@ -111,7 +111,7 @@ int cli_hold_parse_until(const char *s, int64_t now_s, int64_t *until)
 /* cli_hold_print - one rule: ID  sender=...  recipient=...  listener=...  until=... */
 static void cli_hold_print(FILE *out, const struct queue_hold_rule *r, int64_t now_s)
 {
-    char s1[LOG_SAFE_MAX], when[40];
+    char s1[LOG_SAFE_MAX];
 
     (void) fprintf(out, "%llu", (unsigned long long) r->id);
     (void) fprintf(out, "  sender=%s", r->rule.sender[0] != '\0' ? log_safe(s1, sizeof(s1), r->rule.sender) : "*");
@@ -120,6 +120,8 @@ static void cli_hold_print(FILE *out, const struct queue_hold_rule *r, int64_t n
     (void) fprintf(out, "  listener=%s",
                    r->rule.listener[0] != '\0' ? log_safe(s1, sizeof(s1), r->rule.listener) : "*");
     if (r->rule.until > 0) {
+        char when[40];
+
         (void) clock_iso8601(r->rule.until * 1000000, when, sizeof(when));
         /* Whole seconds: drop ".000000". */
         if (strlen(when) > 8 && strcmp(when + strlen(when) - 8, ".000000Z") == 0)
@@ -227,9 +229,10 @@ static int cli_hold_rm(struct queue *q, const char *arg, FILE *out)
     struct sy_err err;
     uint64_t id;
     size_t n = 0;
-    char safe[LOG_SAFE_MAX];
 
     if (text_parse_u64(arg, strlen(arg), 1, INT64_MAX, &id) != SY_OK) {
+        char safe[LOG_SAFE_MAX];
+
         (void) fprintf(stderr, "switchyard: hold rm: not a rule id: %s\n", log_safe(safe, sizeof(safe), arg));
         return 2;
     }

@@ -89,7 +89,7 @@ static const char *cli_opt_value(const char *name, int argc, char **argv, int *i
     size_t n = strlen(name);
     const char *a = argv[*i];
 
-    if (strncmp(a, name, n) != 0)
+    if (a == NULL || strncmp(a, name, n) != 0)
         return NULL;
     if (a[n] == '=')
         return a + n + 1;
@@ -619,17 +619,22 @@ static int cli_queue_show(struct queue *q, const char *qid, FILE *out)
         /* The attempt history (deliver.c), oldest first. */
         for (size_t k = 0; k < r->nhist; k++) {
             const struct queue_attempt_info *h = &r->hist[k];
-            char s3[LOG_SAFE_MAX], s4[LOG_SAFE_MAX], s5[LOG_SAFE_MAX], s6[LOG_SAFE_MAX];
-            char reply[QUEUE_HIST_REPLY_MAX + 1];
+            char s3[LOG_SAFE_MAX], reply[QUEUE_HIST_REPLY_MAX + 1];
 
             (void) fprintf(out, "    attempt %s %s transport=%s route=%s", clock_iso8601(h->at_ms * 1000, when, sizeof(when)),
                            log_safe(s1, sizeof(s1), h->state), log_safe(s2, sizeof(s2), h->transport),
                            log_safe(s3, sizeof(s3), h->route));
-            if (h->remote_host[0] != '\0' || h->remote_addr[0] != '\0')
+            if (h->remote_host[0] != '\0' || h->remote_addr[0] != '\0') {
+                char s4[LOG_SAFE_MAX], s5[LOG_SAFE_MAX];
+
                 (void) fprintf(out, " remote=%s[%s]", log_safe(s4, sizeof(s4), h->remote_host),
                                log_safe(s5, sizeof(s5), h->remote_addr));
-            if (h->tls[0] != '\0')
+            }
+            if (h->tls[0] != '\0') {
+                char s6[LOG_SAFE_MAX];
+
                 (void) fprintf(out, " tls=\"%s\"", log_safe(s6, sizeof(s6), h->tls));
+            }
             (void) fprintf(out, " duration=%.3fs reply=\"%s\"\n", (double) h->duration_ms / 1000.0,
                            log_safe(reply, sizeof(reply), h->reply));
         }

@@ -209,9 +209,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    argc -= optind;
-    argv += optind;
-
+    if (optind < argc) {
+        (void) fprintf(stderr, "switchyard: %s: unexpected argument \"%s\"\n", cmd, argv[optind]);
+        return 2;
+    }
     if (strcmp(cmd, "version") == 0) {
         (void) printf("switchyard %s\n", SWITCHYARD_VERSION);
         return 0;

@@ -426,7 +426,6 @@ int queue_hold_rules_load(struct queue *q, struct queue_hold_set *s, struct sy_e
     for (size_t i = 0; i < h->elements; i += 2) {
         const redisReply *k = h->element[i], *v = h->element[i + 1];
         struct queue_hold_rule *r = &s->v[s->n];
-        char safe[QUEUE_PEER_TEXT_MAX];
         struct sy_err e;
 
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
@@ -435,6 +434,8 @@ int queue_hold_rules_load(struct queue *q, struct queue_hold_set *s, struct sy_e
             return queue_unexpected(q, "hold rules", err);
         }
         if (queue_parse_u64(k, INT64_MAX, &r->id) != 0 || r->id == 0) {
+            char safe[QUEUE_PEER_TEXT_MAX];
+
             log_warn(NULL, "hold rule with a malformed id ignored: %s",
                      log_safe_n(safe, sizeof(safe), k->str, k->len));
             continue;

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gateway/cli_hold.h"
 #include "gateway/queue.h"
 #include "gateway/util/clock.h"
 #include "gateway/util/xalloc.h"
@@ -575,9 +576,61 @@ static void test_fetch_budget(void **state)
     queue_admin_msg_free(&m[0]);
 }
 
+/* ---- hold add --until ------------------------------------------------------ */
+
+static void test_parse_until(void **state)
+{
+    static const struct {
+        const char *in;
+        int rc;
+        int64_t want;
+    } cases[] = {
+        { "1767225600", SY_OK, 1767225600 },
+        { "+90s", SY_OK, 1000000090 },
+        { "+2h", SY_OK, 1000007200 },
+        { "+1d", SY_OK, 1000086400 },
+        { "2026-01-01T00:00:00Z", SY_OK, 1767225600 },
+        { "2026-01-01T00:00Z", SY_OK, 1767225600 },
+        { "2026-01-01t00:00:00.75z", SY_OK, 1767225600 },
+        { "2026-01-01T01:30:00+01:30", SY_OK, 1767225600 },
+        { "2025-12-31T23:00:00-01:00", SY_OK, 1767225600 },
+        { "2024-02-29T12:00:00Z", SY_OK, 1709208000 },
+        { "9999-12-31T23:59:59Z", SY_OK, INT64_C(253402300799) },
+        { "2023-02-29T12:00:00Z", SY_ESYNTAX, 0 },   /* not a leap year */
+        { "2026-04-31T00:00:00Z", SY_ESYNTAX, 0 },
+        { "2026-01-01T24:00:00Z", SY_ESYNTAX, 0 },
+        { "2026-01-01T00:00:00", SY_ESYNTAX, 0 },    /* no zone */
+        { "2026-01-01T00:00:00+0100", SY_ESYNTAX, 0 },
+        { "2026-01-01", SY_ESYNTAX, 0 },
+        { "1969-12-31T23:59:59Z", SY_ESYNTAX, 0 },
+        { "0", SY_ESYNTAX, 0 },
+        { "253402300800", SY_ESYNTAX, 0 },
+        { "+", SY_ESYNTAX, 0 },
+        { "+0s", SY_ESYNTAX, 0 },
+        { "+5x", SY_ESYNTAX, 0 },
+        { "-5", SY_ESYNTAX, 0 },
+        { "", SY_ESYNTAX, 0 },
+        { "soon", SY_ESYNTAX, 0 },
+    };
+
+    (void) state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t got = -1;
+        int rc = cli_hold_parse_until(cases[i].in, 1000000000, &got);
+
+        print_message("%s\n", cases[i].in);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc == SY_OK)
+            assert_true(got == cases[i].want);
+        else
+            assert_true(got == -1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_until),
         cmocka_unit_test_setup_teardown(test_rules, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_tag_sweep, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_orphans, test_setup, test_teardown),
