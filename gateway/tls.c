@@ -78,11 +78,10 @@ void tls_ctx_free(struct tls_ctx *c)
 static int tls_wait(int fd, int sslerr, int64_t deadline_ms, struct sy_err *err, const char *what)
 {
     struct pollfd pfd = { .fd = fd, .events = sslerr == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN };
-    int64_t left;
-    int rc;
-
     for (;;) {
-        left = deadline_ms - clock_mono_ms();
+        int64_t left = deadline_ms - clock_mono_ms();
+        int rc;
+
         if (left <= 0)
             return sy_err_set(err, SY_ETIMEOUT, "4.4.2", "TLS: timeout during %s", what);
         rc = poll(&pfd, 1, left > 60000 ? 60000 : (int) left);
@@ -183,9 +182,10 @@ long tls_read(struct tls_conn *t, void *p, size_t n, int64_t deadline_ms, struct
 {
     char why[200];
     size_t got = 0;
-    int rc, e;
 
     for (;;) {
+        int rc, e;
+
         ERR_clear_error();
         rc = SSL_read_ex(t->ssl, p, n, &got);
         if (rc == 1)
@@ -209,12 +209,11 @@ int tls_write(struct tls_conn *t, const void *p, size_t n, int64_t deadline_ms, 
 {
     char why[200];
     const char *q = p;
-    size_t done;
-    int rc, e;
-
     while (n > 0) {
+        size_t done = 0;
+        int rc, e;
+
         ERR_clear_error();
-        done = 0;
         rc = SSL_write_ex(t->ssl, q, n, &done);
         if (rc == 1) {
             q += done;

@@ -41,8 +41,7 @@ static int client_cmd(struct smtp_client *c, const char *line, uint64_t timeout_
 
     if (n > SASL_LINE_MAX)
         return sy_err_set(err, SY_ETEMP, "4.3.0", "command too long");
-    memcpy(wire, line, n);
-    memcpy(wire + n, "\r\n", 3);
+    (void) snprintf(wire, sizeof(wire), "%s\r\n", line);
     rc = smtp_conn_write(c->conn, wire, n + 2, dl, err);
     explicit_bzero(wire, n);    /* AUTH responses */
     if (rc != SY_OK)
@@ -510,11 +509,13 @@ static int txn_mail_cmd(struct smtp_client *c, const struct transport_msg *msg, 
 /* txn_rcpt_cmd - RCPT TO with NOTIFY and ORCPT when the server has DSN */
 static int txn_rcpt_cmd(const struct smtp_client *c, const struct env_rcpt *r, struct buf *b)
 {
-    char nb[64];
     int rc = buf_printf(b, "RCPT TO:<%s>", r->addr);
 
-    if (rc == SY_OK && smtp_ehlo_has(&c->caps, SMTP_EXT_DSN) && r->notify != 0)
+    if (rc == SY_OK && smtp_ehlo_has(&c->caps, SMTP_EXT_DSN) && r->notify != 0) {
+        char nb[64];
+
         rc = buf_printf(b, " NOTIFY=%s", env_notify_str(r->notify, nb, sizeof(nb)));
+    }
     if (rc == SY_OK && smtp_ehlo_has(&c->caps, SMTP_EXT_DSN) && r->orcpt_addr != NULL) {
         rc = buf_printf(b, " ORCPT=%s;", r->orcpt_type != NULL ? r->orcpt_type : "rfc822");
         if (rc == SY_OK)
@@ -551,7 +552,7 @@ static int txn_data(struct smtp_client *c, const struct transport_msg *msg, stru
         while (used < (size_t) got && rc == SY_OK) {
             used += smtp_dotstuff_feed(&ds, in + used, (size_t) got - used, &out);
             if (buf_room(&out) < SMTP_DOTSTUFF_EMIT_MAX || used == (size_t) got) {
-                rc = smtp_conn_write(c->conn, out.data, buf_len(&out), client_deadline(c->cfg.data_block_timeout_ms), err);
+                rc = smtp_conn_write(c->conn, buf_str(&out), buf_len(&out), client_deadline(c->cfg.data_block_timeout_ms), err);
                 buf_reset(&out);
             }
         }
@@ -560,7 +561,7 @@ static int txn_data(struct smtp_client *c, const struct transport_msg *msg, stru
     if (rc == SY_OK) {
         rc = smtp_dotstuff_finish(&ds, &out);
         if (rc == SY_OK)
-            rc = smtp_conn_write(c->conn, out.data, buf_len(&out), client_deadline(c->cfg.data_block_timeout_ms), err);
+            rc = smtp_conn_write(c->conn, buf_str(&out), buf_len(&out), client_deadline(c->cfg.data_block_timeout_ms), err);
     }
     buf_free(&out);
     free(in);
@@ -598,7 +599,7 @@ static int txn_rcpts(struct smtp_client *c, const struct transport_msg *msg, str
         }
         if (rc != SY_OK)
             break;
-        rc = smtp_conn_write(c->conn, b.data, buf_len(&b), client_deadline(c->cfg.command_timeout_ms), err);
+        rc = smtp_conn_write(c->conn, buf_str(&b), buf_len(&b), client_deadline(c->cfg.command_timeout_ms), err);
         if (rc != SY_OK)
             break;
         if (with_mail) {
@@ -663,7 +664,7 @@ int smtp_client_send(struct smtp_client *c, const struct transport_msg *msg,
         buf_init(&b, SMTP_CLIENT_CMD_MAX);
         rc = txn_mail_cmd(c, msg, txn_needs_utf8(msg->env, &x), &b);
         if (rc == SY_OK)
-            rc = smtp_conn_write(c->conn, b.data, buf_len(&b), client_deadline(c->cfg.command_timeout_ms), err);
+            rc = smtp_conn_write(c->conn, buf_str(&b), buf_len(&b), client_deadline(c->cfg.command_timeout_ms), err);
         else
             rc = sy_err_set(err, SY_ETEMP, "4.3.0", "MAIL command too long");
         buf_free(&b);

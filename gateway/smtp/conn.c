@@ -32,11 +32,10 @@ struct smtp_conn {
 static int conn_poll(int fd, short ev, int64_t deadline_ms, struct sy_err *err, const char *what)
 {
     struct pollfd pfd = { .fd = fd, .events = ev };
-    int64_t left;
-    int rc;
-
     for (;;) {
-        left = deadline_ms - clock_mono_ms();
+        int64_t left = deadline_ms - clock_mono_ms();
+        int rc;
+
         if (left <= 0)
             return sy_err_set(err, SY_ETIMEOUT, "4.4.2", "timeout %s", what);
         rc = poll(&pfd, 1, left > 60000 ? 60000 : (int) left);
@@ -184,7 +183,6 @@ int smtp_conn_starttls(struct smtp_conn *c, struct tls_ctx *ctx, const char *hos
 static int conn_fill(struct smtp_conn *c, int64_t deadline_ms, struct sy_err *err)
 {
     long n;
-    int rc;
 
     c->roff = c->rlen = 0;
     if (c->tls != NULL) {
@@ -200,7 +198,8 @@ static int conn_fill(struct smtp_conn *c, int64_t deadline_ms, struct sy_err *er
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 return sy_err_set(err, SY_EIO, "4.4.2", "read: %s", strerror(errno));
-            rc = conn_poll(c->fd, POLLIN, deadline_ms, err, "waiting for the server's reply");
+            int rc = conn_poll(c->fd, POLLIN, deadline_ms, err, "waiting for the server's reply");
+
             if (rc != SY_OK)
                 return rc;
         }
@@ -242,7 +241,6 @@ int smtp_conn_write(struct smtp_conn *c, const void *p, size_t n, int64_t deadli
                     struct sy_err *err)
 {
     const char *q = p;
-    ssize_t w;
     int rc;
 
     if (c->broken)
@@ -254,7 +252,8 @@ int smtp_conn_write(struct smtp_conn *c, const void *p, size_t n, int64_t deadli
         return rc;
     }
     while (n > 0) {
-        w = send(c->fd, q, n, MSG_NOSIGNAL);
+        ssize_t w = send(c->fd, q, n, MSG_NOSIGNAL);
+
         if (w > 0) {
             q += w;
             n -= (size_t) w;

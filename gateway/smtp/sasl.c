@@ -110,13 +110,14 @@ int sasl_step(struct sasl_session *ss, const char *in, char **out, struct sy_err
 
     *out = NULL;
     if (strlen(in) > SASL_LINE_MAX)
-        return sy_err_set(err, SY_EPERM, "5.7.0", "SASL: challenge too long");
+        return sy_err_set(err, SY_ETEMP, "4.7.0", "SASL: challenge too long");
     rc = gsasl_step64(ss->s, in, &o);
     if (rc != GSASL_OK && rc != GSASL_NEEDS_MORE) {
         if (o != NULL)
             gsasl_free(o);
-        /* gsasl's message names the failure class only, never data */
-        return sy_err_set(err, SY_EPERM, "5.7.0", "SASL: %s", gsasl_strerror(rc));
+        /* gsasl's message names the failure class only, never data. A
+         * server that cannot prove itself is odd, not a reason to bounce. */
+        return sy_err_set(err, SY_ETEMP, "4.7.0", "SASL: %s", gsasl_strerror(rc));
     }
     *out = xstrdup(o != NULL ? o : "");
     if (o != NULL) {
@@ -126,7 +127,7 @@ int sasl_step(struct sasl_session *ss, const char *in, char **out, struct sy_err
     if (strlen(*out) > SASL_LINE_MAX) {
         free(*out);
         *out = NULL;
-        return sy_err_set(err, SY_EPERM, "5.7.0", "SASL: response too long");
+        return sy_err_set(err, SY_ETEMP, "4.7.0", "SASL: response too long");
     }
     ss->done = rc == GSASL_OK;
     return rc == GSASL_OK ? SASL_DONE : SASL_CONTINUE;

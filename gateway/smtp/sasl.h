@@ -60,8 +60,8 @@ struct sasl_session *sasl_start(struct sasl *s, int m, const char *user, const c
 /* One step: in is the server's base64 challenge (NUL-terminated, "" for
  * none), *out gets a new NUL-terminated base64 response owned by the
  * caller (free() it; "" allowed). Returns SASL_DONE or SASL_CONTINUE, or
- * SY_EPERM with err (5.7.0: a malformed challenge, or the server failed
- * to prove it knows the password). */
+ * SY_ETEMP with err (4.7.0: a malformed challenge, or the server failed
+ * to prove it knows the password: deferred, never bounced). */
 int sasl_step(struct sasl_session *ss, const char *in, char **out, struct sy_err *err);
 
 /* True when the mechanism has completed on our side (for SCRAM: the
