@@ -5,8 +5,11 @@
  * tls setting says, AUTH through libgsasl, PIPELINING, SIZE, 8BITMIME,
  * SMTPUTF8, DSN and REQUIRETLS. Keeps a cache of idle authenticated
  * connections per transport (several transactions per connection, RSET
- * between, closed after an idle timeout) and never holds more than the
- * transport's max_connections connections at once.
+ * before each reuse, closed with QUIT after the transport's idle_timeout)
+ * and never holds more than the transport's max_connections connections
+ * at once, busy or idle. A delivery that finds every connection busy
+ * waits up to 10 s, then returns with att->not_attempted set and every
+ * recipient deferred (4.4.5). LMTP goes to host:port or to a UNIX socket.
  *
  * Thread safety: struct relay is shared by all delivery workers;
  * relay_deliver() may run in any number of threads at once.

@@ -556,23 +556,31 @@ def test_max_connections_busy_is_not_attempted(relay_send, workdir, smtp_sink):
     assert busy["rcpts"]["b@example.net"][2].startswith("4.4.5 all 1 connections of transport t busy")
 
 
-def hostile_server(script):
-    """A one-connection server on a free port: script(conn) speaks to the client."""
+def hostile_server(script, nconn=1):
+    """A scripted server on a free port for nconn connections in turn:
+    script(conn) (or script(conn, i) when nconn > 1) speaks to the client."""
     import socket
     import threading
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", 0))
-    s.listen(1)
+    s.listen(nconn)
+    s.settimeout(120)
 
     def serve():
-        c, _ = s.accept()
         try:
-            script(c)
+            for i in range(nconn):
+                c, _ = s.accept()
+                c.settimeout(120)
+                try:
+                    script(c) if nconn == 1 else script(c, i)
+                except OSError:
+                    pass
+                finally:
+                    c.close()
         except OSError:
             pass
         finally:
-            c.close()
             s.close()
     threading.Thread(target=serve, daemon=True).start()
     return s.getsockname()[1]
@@ -612,3 +620,80 @@ def test_hostile_server_defers(relay_send, workdir, case):
     status, _, reply = r["rcpts"]["b@example.net"]
     assert status == "temp", reply
     assert reply.startswith("4.5.0" if case != "injection-after-starttls" else "4.7.0"), reply
+
+
+def _read_data(c):
+    b = b""
+    while not b.endswith(b"\r\n.\r\n"):
+        x = c.recv(4096)
+        if not x:
+            break
+        b += x
+    return b
+
+
+def test_pipelining_one_write_mixed_replies(relay_send, workdir):
+    """MAIL and every RCPT arrive in one write when PIPELINING is offered;
+    each recipient gets its own reply; the 452 and what follows it in the
+    same batch are read in order."""
+    seen = {}
+
+    def script(c):
+        c.sendall(b"220 pipe ESMTP\r\n")
+        _readline(c)
+        c.sendall(b"250-pipe\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+        buf = b""
+        while buf.count(b"\r\n") < 5:
+            x = c.recv(4096)
+            if not x:
+                return
+            buf += x
+        seen["batch"] = buf
+        c.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no\r\n452 4.5.3 too many\r\n250 2.1.5 ok\r\n")
+        seen["data_cmd"] = _readline(c)
+        c.sendall(b"354 go\r\n")
+        seen["data"] = _read_data(c)
+        c.sendall(b"250 2.0.0 queued\r\n")
+        seen["after"] = _readline(c)
+        c.sendall(b"221 bye\r\n")
+    port = hostile_server(script)
+    rcpts = ["a1@example.net", "a2@example.net", "a3@example.net", "a4@example.net"]
+    r = send(relay_send, workdir, smtp(port, tls="none"), rcpts)[0]
+    assert seen["batch"].startswith(b"MAIL FROM:<a@example.org>")
+    assert seen["batch"].count(b"RCPT TO:") == 4
+    assert seen["data_cmd"] == b"DATA\r\n"
+    assert [r["rcpts"][a][0] for a in rcpts] == ["ok", "perm", "temp", "ok"]
+    assert r["rcpts"]["a1@example.net"][2] == "250 2.0.0 queued"
+    assert r["rcpts"]["a3@example.net"][2].startswith("452 4.5.3")
+
+
+def test_opportunistic_tls_handshake_failure_retries_in_plain_text(relay_send, workdir):
+    def script(c, i):
+        c.sendall(b"220 broken-tls ESMTP\r\n")
+        _readline(c)
+        c.sendall(b"250-broken\r\n250 STARTTLS\r\n")
+        line = _readline(c)
+        if i == 0:
+            assert line == b"STARTTLS\r\n"
+            c.sendall(b"220 go ahead\r\n")
+            c.recv(4096)                        # the ClientHello
+            c.sendall(b"this is not TLS\r\n" * 10)
+            return
+        assert line.startswith(b"MAIL FROM:")   # the second time, no STARTTLS
+        c.sendall(b"250 ok\r\n")
+        _readline(c)
+        c.sendall(b"250 ok\r\n")
+        _readline(c)
+        c.sendall(b"354 go\r\n")
+        _read_data(c)
+        c.sendall(b"250 2.0.0 plain\r\n")
+        _readline(c)
+    port = hostile_server(script, nconn=2)
+    r = send(relay_send, workdir, smtp(port, tls="opportunistic"), ["b@example.net"])[0]
+    assert r["rcpts"]["b@example.net"][:1] == ("ok",), r
+    assert r["attempt"]["tls"] == "-"
+    # required: no plain-text fallback
+    port = hostile_server(script, nconn=2)
+    r = send(relay_send, workdir, smtp(port, tls="required-unverified"), ["b@example.net"])[0]
+    status, _, reply = r["rcpts"]["b@example.net"]
+    assert status == "temp" and reply[:5] in ("4.7.5", "4.4.2"), reply
