@@ -138,7 +138,7 @@ static int cli_hold_add(struct queue *q, int argc, char **argv, FILE *out)
 {
     const char *sender = NULL, *recipient = NULL, *listener = NULL;
     int64_t until = 0, now_s = clock_real_ms() / 1000;
-    int apply = 0;
+    int apply = 0, existed = 0;
     struct queue_hold_rule r;
     struct sy_err err;
     char safe[LOG_SAFE_MAX];
@@ -187,11 +187,11 @@ static int cli_hold_add(struct queue *q, int argc, char **argv, FILE *out)
         (void) fprintf(stderr, "switchyard: hold add: %s\n", err.text);
         return 2;
     }
-    if (queue_hold_rule_add(q, &r.rule, &r.id, &err) != SY_OK) {
+    if (queue_hold_rule_add(q, &r.rule, &r.id, &existed, &err) != SY_OK) {
         (void) fprintf(stderr, "switchyard: hold add: %s\n", err.text);
         return 1;
     }
-    (void) fputs("added ", out);
+    (void) fputs(existed ? "exists " : "added ", out);
     cli_hold_print(out, &r, now_s);
     if (apply) {
         size_t n;

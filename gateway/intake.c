@@ -525,8 +525,22 @@ static int intake_reindex(const char *qid, void *arg)
             env_free(&env);
             return 0;
         }
-        r->rc = queue_insert_dedup(r->q, qid, &env, NULL, next_ms, hex, INTAKE_DEDUP_TTL_S,
-                                   dup, r->err);
+        /* Re-indexed mail is held by the rules of the moment, as new mail
+         * is (the held state itself lived only in Redis). */
+        unsigned char *held = xcalloc(env.nrcpt + 1, 1);
+        struct queue_hold_tag *tags = xcalloc(env.nrcpt + 1, sizeof(*tags));
+        size_t ntags = 0;
+
+        r->rc = intake_hold_match(r->in, r->q, &env, held, tags, &ntags, r->err);
+        if (r->rc == SY_OK)
+            r->rc = queue_insert_dedup(r->q, qid, &env, ntags > 0 ? held : NULL, next_ms, hex,
+                                       INTAKE_DEDUP_TTL_S, dup, r->err);
+        if (r->rc == SY_OK && ntags > 0 && dup[0] == '\0' &&
+            queue_hold_tag(r->q, qid, tags, ntags, &e) != SY_OK)
+            log_error(qid, "held by a hold rule, but recording the rule failed (release it by hand): %s",
+                      e.text);
+        free(held);
+        free(tags);
         if (r->rc == SY_OK && dup[0] != '\0') {
             /* Committed to disk, then the MTA's retry made it into Redis
              * first: this copy is the duplicate. */

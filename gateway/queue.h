@@ -222,10 +222,11 @@ struct queue_hold_set {
 };
 void queue_hold_set_free(struct queue_hold_set *s);   /* zeroes s; NULL ok */
 
-/* Stores r (borrowed) under a new id (*id). SY_ETOOBIG (5.3.4) when
- * QUEUE_HOLD_RULES_MAX rules exist. Not idempotent: repeating an add whose
- * reply was lost may store the rule twice (hold list shows it). */
-int queue_hold_rule_add(struct queue *q, const struct hold_rule *r, uint64_t *id,
+/* Stores r (borrowed) under a new id (*id). When the same rule is stored
+ * already, *id is its id and *existed (may be NULL) is 1: a repeated add
+ * (its reply lost) changes nothing. SY_ETOOBIG (5.3.4) when
+ * QUEUE_HOLD_RULES_MAX rules exist. */
+int queue_hold_rule_add(struct queue *q, const struct hold_rule *r, uint64_t *id, int *existed,
                         struct sy_err *err);
 /* Removes rule id; SY_ENOTFOUND when there is none. Its recipients are
  * released by every node's next queue_hold_sweep(). */

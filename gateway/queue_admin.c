@@ -68,13 +68,18 @@
     "  redis.call('ZADD', sched, t, m)\n" \
     "end\n"
 
-/* HOLD_ADD: KEYS rules seq; ARGV encoded rule, max rules. Returns the new
- * id, or -1 when full. */
+/* HOLD_ADD: KEYS rules seq; ARGV encoded rule, max rules. Returns {id,
+ * 0} for a new rule, {id, 1} when the same rule (same text) exists
+ * already, so a repeated add changes nothing; {-1, 0} when full. */
 static const char qa_lua_hold_add[] =
-    "if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end\n"
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "for i = 1, #all, 2 do\n"
+    "  if all[i + 1] == ARGV[1] then return {tonumber(all[i]) or 0, 1} end\n"
+    "end\n"
+    "if #all / 2 >= tonumber(ARGV[2]) then return {-1, 0} end\n"
     "local id = redis.call('INCR', KEYS[2])\n"
     "redis.call('HSET', KEYS[1], id, ARGV[1])\n"
-    "return id\n";
+    "return {id, 0}\n";
 
 /* HOLD_RM: KEYS rules gen; ARGV id, now_ms. Returns 1 removed, 0 unknown.
  * gen becomes the removal time (strictly increasing). */
@@ -308,16 +313,18 @@ static const char *qa_member(char *dst, size_t size, const char *qid, unsigned i
 }
 
 int queue_hold_rule_add(struct queue *q, const struct hold_rule *r, uint64_t *id,
-                        struct sy_err *err)
+                        int *existed, struct sy_err *err)
 {
     char rules[QUEUE_KEY_MAX], seq[QUEUE_KEY_MAX], enc[HOLD_ENCODED_MAX + 1];
     struct queue_args a;
     redisReply *rep;
     size_t elen;
-    long long v;
+    long long v, ex;
     int rc;
 
     *id = 0;
+    if (existed != NULL)
+        *existed = 0;
     if (hold_rule_encode(r, enc, sizeof(enc), &elen) != SY_OK)
         return sy_err_set(err, SY_ESYNTAX, "5.5.4", "hold rule cannot be encoded");
     qa_gkey(q, rules, sizeof(rules), "rules");
@@ -331,11 +338,15 @@ int queue_hold_rule_add(struct queue *q, const struct hold_rule *r, uint64_t *id
     queue_args_free(&a);
     if (rc != SY_OK)
         return SY_ETEMP;
-    if (qa_int(rep, -1, INT64_MAX, &v) != 0 || v == 0) {
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        qa_int(rep->element[0], -1, INT64_MAX, &v) != 0 || v == 0 ||
+        qa_int(rep->element[1], 0, 1, &ex) != 0) {
         freeReplyObject(rep);
         return queue_unexpected(q, "hold add", err);
     }
     freeReplyObject(rep);
+    if (existed != NULL)
+        *existed = (int) ex;
     if (v < 0)
         return sy_err_set(err, SY_ETOOBIG, "5.3.4", "there are already %zu hold rules (the most allowed)",
                           QUEUE_HOLD_RULES_MAX);

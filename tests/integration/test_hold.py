@@ -285,3 +285,26 @@ def test_fail_and_reroute(switchyard):
     sw.cli("queue", "release", "%s:1" % qid)
     sw.wait_captures(qid, 1)
     wait_state(sw, qid, 1, "delivered")
+
+
+def test_reindexed_mail_is_held_by_rules(switchyard):
+    """After Redis lost a node's queue (but not the shared rules), the
+    start-up reconciliation re-indexes the spool and the rules hold again."""
+    sw = switchyard()
+    rid = rule_id(sw.cli("hold", "add", "--recipient", "again.example").stdout)
+    qid = send(sw, "s@example.org", ["a@again.example", "b@other.example"])
+    assert sw.rcpt(qid, 0).get("state") == "held"
+    sw.stop()
+    cur = "0"
+    while True:
+        cur, keys = sw.redis("SCAN", cur, "MATCH", sw.key("*"), "COUNT", 1000)
+        if keys:
+            sw.redis("DEL", *keys)
+        if cur == "0":
+            break
+    assert sw.msg(qid) == {}
+    sw.start()
+    sylib.wait_for(lambda: sw.rcpt(qid, 0).get("state") == "held", 30, "%s:0 held again" % qid)
+    assert sw.rcpt(qid, 0).get("held_by") == rid
+    assert sw.rcpt(qid, 1).get("state") == "queued"
+    assert "re-indexed from spool" in sw.log_text

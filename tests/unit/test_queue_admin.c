@@ -234,11 +234,12 @@ static void test_rules(void **state)
     struct queue_hold_set s;
     struct sy_err err;
     uint64_t id1, id2, id;
+    int existed = -1;
 
     assert_int_equal(hold_rule_set(&r1, ".example.org", NULL, NULL, 0, &err), SY_OK);
     assert_int_equal(hold_rule_set(&r2, "<>", "bob@example.net", "lmtp0", 1900000000, &err), SY_OK);
-    assert_int_equal(queue_hold_rule_add(f->q, &r1, &id1, &err), SY_OK);
-    assert_int_equal(queue_hold_rule_add(f->q, &r2, &id2, &err), SY_OK);
+    assert_int_equal(queue_hold_rule_add(f->q, &r1, &id1, NULL, &err), SY_OK);
+    assert_int_equal(queue_hold_rule_add(f->q, &r2, &id2, NULL, &err), SY_OK);
     assert_true(id1 == 1 && id2 == 2);
 
     /* damaged data: a rule that does not decode is kept as matching
@@ -267,12 +268,19 @@ static void test_rules(void **state)
     assert_int_equal(queue_hold_rule_rm(f->q, id2, 4000, &err), SY_OK);
     assert_str(raw_str("GET " GKEY("gen")), "5001");
 
-    /* ids are never reused; the count is bounded */
-    assert_int_equal(queue_hold_rule_add(f->q, &r1, &id, &err), SY_OK);
-    assert_true(id == 3);
-    for (size_t i = 1; i < QUEUE_HOLD_RULES_MAX; i++)
-        assert_int_equal(queue_hold_rule_add(f->q, &r1, &id, &err), SY_OK);
-    assert_int_equal(queue_hold_rule_add(f->q, &r1, &id, &err), SY_ETOOBIG);
+    /* ids are never reused; the same rule again is the same id (a repeated
+     * add); the count is bounded */
+    assert_int_equal(queue_hold_rule_add(f->q, &r1, &id, &existed, &err), SY_OK);
+    assert_true(id == 3 && existed == 0);
+    assert_int_equal(queue_hold_rule_add(f->q, &r1, &id, &existed, &err), SY_OK);
+    assert_true(id == 3 && existed == 1);
+    for (size_t i = 1; i < QUEUE_HOLD_RULES_MAX; i++) {
+        assert_int_equal(hold_rule_set(&r2, NULL, NULL, NULL, (int64_t) (1900000000 + i), &err), SY_OK);
+        assert_int_equal(queue_hold_rule_add(f->q, &r2, &id, &existed, &err), SY_OK);
+        assert_int_equal(existed, 0);
+    }
+    assert_int_equal(hold_rule_set(&r2, NULL, NULL, NULL, 1800000000, &err), SY_OK);
+    assert_int_equal(queue_hold_rule_add(f->q, &r2, &id, &existed, &err), SY_ETOOBIG);
     assert_string_equal(err.enh, "5.3.4");
     memset(&s, 0, sizeof(s));
     assert_int_equal(queue_hold_rules_load(f->q, &s, &err), SY_OK);
@@ -344,8 +352,10 @@ static void test_orphans(void **state)
     struct sy_err err;
 
     hold_rule_init(&r);
-    assert_int_equal(queue_hold_rule_add(f->q, &r, &id1, &err), SY_OK);
-    assert_int_equal(queue_hold_rule_add(f->q, &r, &id2, &err), SY_OK);
+    assert_int_equal(queue_hold_rule_add(f->q, &r, &id1, NULL, &err), SY_OK);
+    assert_int_equal(hold_rule_set(&r, "x@example.org", NULL, NULL, 0, &err), SY_OK);
+    assert_int_equal(queue_hold_rule_add(f->q, &r, &id2, NULL, &err), SY_OK);
+    assert_true(id1 != id2);
     make_qid(3, qid);
     insert(f->q, qid, 3, held, 1700000000000, 0);
     tags[0] = (struct queue_hold_tag) { 0, id1, 0 };
