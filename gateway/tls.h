@@ -16,6 +16,10 @@
  * tls-unique (RFC 5929) on TLS 1.2, where this client never resumes
  * sessions so the first Finished message is its own.
  *
+ * The process must ignore SIGPIPE (daemon.c does): OpenSSL writes to the
+ * socket with write(), and a peer gone mid-write must be an error, not a
+ * signal.
+ *
  * Thread safety: a tls_ctx is shared read-only after tls_ctx_new() (the
  * SSL_CTX rule); a tls_conn belongs to one thread at a time.
  */

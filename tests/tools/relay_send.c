@@ -17,6 +17,7 @@
  */
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,7 @@ int main(int argc, char **argv)
     }
     if (cfgpath == NULL || tname == NULL || msgpath == NULL || sender == NULL || optind >= argc)
         usage();
+    (void) signal(SIGPIPE, SIG_IGN);    /* as the daemon: OpenSSL writes with write() */
     log_init("relay_send", LOG_LVL_DEBUG, 1, 0);
     buf_init(&errs, 65536);
     cfg = config_load(cfgpath, &errs);
