@@ -465,7 +465,8 @@ static int deliver_record(struct deliver *d, struct queue *q, const char *qid,
     struct queue_result res;
     struct queue_attempt h;
     struct sy_err err;
-    char addr[LOG_SAFE_MAX], safe_reply[LOG_SAFE_MAX], safe_route[LOG_SAFE_MAX];
+    char addr[LOG_SAFE_MAX], safe_reply[LOG_SAFE_MAX], safe_relay[LOG_SAFE_MAX];
+    char safe_route[LOG_SAFE_MAX];
     char relay[TRANSPORT_HOST_MAX + TRANSPORT_ADDR_MAX + 4];
     const char *tname = it->t != NULL ? it->t->name : "";
     int all_final = 0;
@@ -494,8 +495,9 @@ static int deliver_record(struct deliver *d, struct queue *q, const char *qid,
     else
         (void) snprintf(relay, sizeof(relay), "%s", tname[0] != '\0' ? tname : "none");
     log_info(qid, "to=<%s>, relay=%s, transport=%s, route=%s, attempt=%u, delay=%.3f, status=%s (%s)",
-             log_safe(addr, sizeof(addr), env->rcpts[it->c->idx].addr), log_safe(safe_route, sizeof(safe_route), relay),
-             tname[0] != '\0' ? tname : "-", it->route, it->c->attempts + (it->v.not_attempted ? 0 : 1),
+             log_safe(addr, sizeof(addr), it->c->idx < env->nrcpt ? env->rcpts[it->c->idx].addr : "?"), log_safe(safe_relay, sizeof(safe_relay), relay),
+             tname[0] != '\0' ? tname : "-", log_safe(safe_route, sizeof(safe_route), it->route),
+             it->c->attempts + (it->v.not_attempted ? 0 : 1),
              (double) it->duration_ms / 1000.0,
              it->v.not_attempted ? "not attempted" : it->v.state == QUEUE_DELIVERED ? "sent" :
              it->v.state == QUEUE_FAILED ? (it->v.expired ? "expired" : "bounced") : "deferred",
