@@ -6,7 +6,8 @@
                [--size N]
 
 STARTTLS is offered when --cert/--key are given (or the whole session is TLS
-with --implicit-tls, as on port 465). AUTH PLAIN and LOGIN check USER:PASS.
+with --implicit-tls, as on port 465). AUTH PLAIN and LOGIN check USER:PASS;
+--scram-plus adds SCRAM-SHA-256-PLUS with tls-unique (use --tls12).
 Recipients choose their fate by local part: reject* -> 550 5.1.1,
 defer* -> 451 4.3.0, full* -> 452 4.5.3 (too many recipients), anything else
 250. Every accepted message is written to DIR/N.json (envelope, options,
@@ -15,6 +16,9 @@ stdout once listening. Stop it with SIGTERM.
 """
 import argparse
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -23,7 +27,7 @@ import sys
 import threading
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 
 class Handler:
@@ -75,9 +79,64 @@ class Handler:
         return "250 2.0.0 Ok: queued as SINK%d" % n
 
 
+SCRAM_PLUS = {"enabled": False, "tamper": False, "user": None, "password": None}
+
+
+def _scram_attrs(msg):
+    return dict(kv.split("=", 1) for kv in msg.split(","))
+
+
 class Sink(SMTP):
     """REQUIRETLS (RFC 8689) is not known to aiosmtpd: strip it before the
-    parameter check and remember it for the record."""
+    parameter check and remember it for the record. With --scram-plus it
+    also offers SCRAM-SHA-256-PLUS (RFC 5802, RFC 7677) bound to the TLS
+    channel with tls-unique (RFC 5929): an implementation independent of
+    the client's libgsasl, so a TLS 1.2 session is needed (Python's ssl
+    has no tls-exporter)."""
+
+    async def auth_SCRAM__SHA__256__PLUS(self, _, args):
+        if not SCRAM_PLUS["enabled"]:
+            return AuthResult(success=False, handled=False)
+        if len(args) == 2:
+            first = base64.b64decode(args[1]).decode()
+        else:
+            r = await self.challenge_auth(b"", encode_to_b64=False)
+            if r is MISSING:
+                return AuthResult(success=False, handled=True)
+            first = r.decode()
+        gs2, _, bare = first.partition(",,")
+        gs2 += ",,"
+        if not gs2.startswith("p=tls-unique,"):
+            return AuthResult(success=False, handled=False, message="535 5.7.8 need tls-unique")
+        a = _scram_attrs(bare)
+        user, cnonce = a["n"], a["r"]
+        salt, iters = os.urandom(16), 4096
+        nonce = cnonce + base64.b64encode(os.urandom(18)).decode()
+        server_first = "r=%s,s=%s,i=%d" % (nonce, base64.b64encode(salt).decode(), iters)
+        r = await self.challenge_auth(server_first)
+        if r is MISSING:
+            return AuthResult(success=False, handled=True)
+        final = r.decode()
+        without_proof, _, proof = final.rpartition(",p=")
+        fa = _scram_attrs(without_proof)
+        cb = self.transport.get_extra_info("ssl_object").get_channel_binding("tls-unique")
+        if SCRAM_PLUS["tamper"]:
+            cb = bytes([cb[0] ^ 1]) + cb[1:]
+        want_c = base64.b64encode(gs2.encode() + cb).decode()
+        salted = hashlib.pbkdf2_hmac("sha256", SCRAM_PLUS["password"].encode(), salt, iters)
+        client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+        stored = hashlib.sha256(client_key).digest()
+        auth_msg = ("%s,%s,%s" % (bare, server_first, without_proof)).encode()
+        sig = hmac.new(stored, auth_msg, "sha256").digest()
+        want_proof = base64.b64encode(bytes(x ^ y for x, y in zip(client_key, sig))).decode()
+        if fa.get("c") != want_c or fa.get("r") != nonce or proof != want_proof or user != SCRAM_PLUS["user"]:
+            return AuthResult(success=False, handled=False)
+        server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+        v = base64.b64encode(hmac.new(server_key, auth_msg, "sha256").digest()).decode()
+        r = await self.challenge_auth("v=" + v)
+        if r is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=True, auth_data=user.encode())
 
     async def smtp_MAIL(self, arg):
         if arg and self.session is not None:
@@ -108,12 +167,20 @@ def main():
     ap.add_argument("--requiretls", action="store_true")
     ap.add_argument("--smtputf8", action="store_true")
     ap.add_argument("--size", type=int, default=33554432)
+    ap.add_argument("--tls12", action="store_true", help="TLS 1.2 at most")
+    ap.add_argument("--scram-plus", action="store_true", help="offer SCRAM-SHA-256-PLUS (needs --auth, --tls12)")
+    ap.add_argument("--scram-plus-tamper", action="store_true", help="... checked against a wrong binding")
     a = ap.parse_args()
+    if a.scram_plus:
+        SCRAM_PLUS.update(enabled=True, tamper=a.scram_plus_tamper, user=a.auth.split(":", 1)[0],
+                          password=a.auth.split(":", 1)[1])
 
     ctx = None
     if a.cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(a.cert, a.key)
+        if a.tls12:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         if not isinstance(auth_data, LoginPassword) or not a.auth:

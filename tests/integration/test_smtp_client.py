@@ -358,6 +358,26 @@ def test_submission_auth_plain_and_login(relay_send, workdir, aiosink, certs):
     assert [m["auth"] for m in sink_messages(out)] == ["user1", "user1"]
 
 
+@pytest.mark.parametrize("tamper", [False, True])
+def test_scram_sha_256_plus_tls_unique(relay_send, workdir, aiosink, certs, tamper):
+    """SCRAM-SHA-256-PLUS end to end against an independent server (aiosink's
+    RFC 5802 code in Python) over TLS 1.2 with tls-unique; a server whose
+    view of the channel differs (a man in the middle) refuses it."""
+    flags = ["--auth", "user1:secret1", "--tls12", "--scram-plus"] + (["--scram-plus-tamper"] if tamper else [])
+    port, out = aiosink(*flags)
+    t = {"type": "submission", "host": "localhost", "port": port, "tls": "required",
+         "tls_ca_file": certs["good"][0], "auth": {"username": "user1", "password": "secret1"}}
+    r = send(relay_send, workdir, t, ["b@example.net"])[0]
+    status, _, reply = r["rcpts"]["b@example.net"]
+    if tamper:
+        assert status == "perm" and reply.startswith("5.7.8 ") and "535" in reply, reply
+        assert sink_messages(out) == []
+    else:
+        assert status == "ok", reply
+        assert r["attempt"]["tls"].startswith("TLSv1.2 ")
+        assert sink_messages(out)[0]["auth"] == "user1"
+
+
 def test_submissions_implicit_tls(relay_send, workdir, aiosink, certs):
     port, out = aiosink("--implicit-tls", "--auth", "user1:secret1")
     t = {"type": "submissions", "host": "localhost", "port": port, "tls_ca_file": certs["good"][0],
