@@ -688,7 +688,10 @@ static void queue_hist_field(struct buf *b, const char *s, size_t max, int last)
             n--;
     }
     for (size_t i = 0; i < n; i++) {
-        char c = (unsigned char) s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+        char c = s[i];
+
+        if ((unsigned char) c < 0x20 || c == 0x7f)
+            c = ' ';
 
         (void) buf_append(b, &c, 1);
     }
@@ -895,7 +898,7 @@ static const char *queue_show_msg(const redisReply *h, struct queue_msg_info *m,
 /* queue_show_hist - one recipient's history list into ri */
 static const char *queue_show_hist(const redisReply *l, struct queue_rcpt_info *ri)
 {
-    if (l->type != REDIS_REPLY_ARRAY || l->elements > QUEUE_HIST_MAX * 4)
+    if (l->type != REDIS_REPLY_ARRAY || l->elements > (size_t) QUEUE_HIST_MAX * 4)
         return "history";
     ri->hist = xcalloc(l->elements + 1, sizeof(*ri->hist));
     for (size_t i = 0; i < l->elements; i++) {
