@@ -316,3 +316,44 @@ def test_sigkill_during_delivery(switchyard, sinks):
     assert sw.rcpt(qid, 0)["state"] == "delivered"
     assert qid not in sw.spool_q()
     assert len(slow.dumps_with("killed")) >= 1
+
+
+def test_futurerelease_no_attempt_before(switchyard):
+    """HOLDFOR (RFC 4865): no attempt before the release time, then
+    delivery; expiry and the history start from there."""
+    sw = switchyard(overrides={"delivery": {"workers": 2}})
+    t0 = time.time()
+    with sw.lmtp() as c:
+        r = c.transaction("a@example.org", ["later@example.net"], simple_message("held-for"),
+                          mail_params="HOLDFOR=4")
+        c.cmd("QUIT")
+    qid = queued_qid(r[0])
+    time.sleep(2)
+    assert sw.captures(qid) == {}
+    assert sw.rcpt(qid, 0).get("attempts") is None, sw.rcpt(qid, 0)
+    hold_until = int(sw.msg(qid)["hold_until"])
+    assert hold_until >= int(t0) + 4
+    wait_done(sw, qid, timeout=60)
+    # the attempt (history time) is not before the release time
+    at_ms = int(sw.redis("LRANGE", sw.key("hist", qid, 0), 0, 0)[0].split("\t")[0])
+    assert at_ms >= hold_until * 1000, (at_ms, hold_until)
+    assert sw.rcpt(qid, 0)["state"] == "delivered"
+    assert sw.rcpt(qid, 0)["attempts"] == "1"
+
+
+def test_relayed_dsn_for_next_hop_without_dsn(switchyard, sinks):
+    """NOTIFY=SUCCESS to a next hop that lacks the DSN extension: the sender
+    gets a "relayed" DSN (RFC 3461 §4.2)."""
+    nodsn = sinks("nodsn", ["-N"])
+    sw = switchyard(overrides={
+        "delivery": {"workers": 1},
+        "transports": {"nodsn": smtp_transport(nodsn)},
+        "routes": {"global": [{"match": {"recipient_domains": ["far.example"]}, "transport": "nodsn"}]},
+    })
+    qid = send(sw, "s@example.org", ["u@far.example"], "relayed", rcpt_params="NOTIFY=SUCCESS")
+    wait_done(sw, qid)
+    assert len(nodsn.dumps_with("relayed")) == 1
+    sylib.wait_for(lambda: dsn_qids(sw), 60, "a relayed DSN")
+    _, rcpts, _ = parse_dsn(sw.captures(dsn_qids(sw)[0])[0])
+    assert [r["action"] for r in rcpts] == ["relayed"], rcpts
+    assert rcpts[0]["status"].startswith("2."), rcpts
