@@ -353,6 +353,27 @@ struct cli_list {
     char last[QID_SIZE];
 };
 
+/* cli_show_admin - a recipient's hold and the administrator's fields */
+static void cli_show_admin(FILE *out, const struct queue_admin_rcpt *r)
+{
+    char when[40], s1[LOG_SAFE_MAX];
+
+    if (r->state == QUEUE_HELD) {
+        if (r->held_by > 0)
+            (void) fprintf(out, " held_by=%llu", (unsigned long long) r->held_by);
+        else
+            (void) fprintf(out, " held_by=admin");
+        if (r->held_by > 0 && r->held_score > 0 && r->held_score < INT64_MAX)
+            (void) fprintf(out, " until=%s", clock_iso8601(r->held_score * 1000000, when, sizeof(when)));
+    }
+    if (r->released_ms > 0)
+        (void) fprintf(out, " released=%s", clock_iso8601(r->released_ms * 1000, when, sizeof(when)));
+    if (r->reroute != NULL)
+        (void) fprintf(out, " reroute=%s", log_safe(s1, sizeof(s1), r->reroute));
+    if (r->admin != NULL)
+        (void) fprintf(out, " admin=%s", log_safe(s1, sizeof(s1), r->admin));
+}
+
 /* cli_print_rcpt - one recipient line of `queue list -v` */
 static void cli_print_rcpt(FILE *out, size_t i, const struct queue_admin_rcpt *r)
 {
@@ -362,20 +383,9 @@ static void cli_print_rcpt(FILE *out, size_t i, const struct queue_admin_rcpt *r
                    queue_state_name(r->state), r->attempts);
     if (r->state == QUEUE_QUEUED && r->sched_ms > 0)
         (void) fprintf(out, " next=%s", clock_iso8601(r->sched_ms * 1000, when, sizeof(when)));
-    if (r->state == QUEUE_HELD) {
-        if (r->held_by > 0)
-            (void) fprintf(out, " held_by=%llu", (unsigned long long) r->held_by);
-        else
-            (void) fprintf(out, " held_by=admin");
-        if (r->held_by > 0 && r->held_score > 0 && r->held_score < INT64_MAX)
-            (void) fprintf(out, " until=%s", clock_iso8601(r->held_score * 1000000, when, sizeof(when)));
-    }
+    cli_show_admin(out, r);
     if (r->transport != NULL)
         (void) fprintf(out, " transport=%s", log_safe(s1, sizeof(s1), r->transport));
-    if (r->reroute != NULL)
-        (void) fprintf(out, " reroute=%s", log_safe(s1, sizeof(s1), r->reroute));
-    if (r->admin != NULL)
-        (void) fprintf(out, " admin=%s", log_safe(s1, sizeof(s1), r->admin));
     if (r->last_reply != NULL)
         (void) fprintf(out, " last=\"%s\"", log_safe(s1, sizeof(s1), r->last_reply));
     (void) fputc('\n', out);
@@ -584,6 +594,7 @@ int cli_queue_apply_rule(struct queue *q, uint64_t id, const struct hold_rule *r
 /* cli_queue_show - everything Redis knows about one message */
 static int cli_queue_show(struct queue *q, const char *qid, FILE *out)
 {
+    struct queue_admin_msg a;
     struct queue_msg_info m;
     struct sy_err err;
     char when[40], s1[LOG_SAFE_MAX], s2[LOG_SAFE_MAX];
@@ -597,6 +608,17 @@ static int cli_queue_show(struct queue *q, const char *qid, FILE *out)
     if (queue_show(q, qid, &m, &err) != SY_OK) {
         (void) fprintf(stderr, "switchyard: queue show %s: %s\n", qid, err.text);
         return 1;
+    }
+    /* Hold and administrator fields: a second read; without it (an
+     * error, or the message changed in between) they are left out. */
+    memset(&a, 0, sizeof(a));
+    {
+        char id[1][QID_SIZE];
+        size_t na, nu;
+
+        memcpy(id[0], qid, QID_SIZE);
+        if (queue_admin_fetch(q, (const char (*)[QID_SIZE]) id, 1, &a, &na, &nu, &err) != SY_OK || na != 1)
+            memset(&a, 0, sizeof(a));
     }
     (void) fprintf(out, "queue id:   %s\n", m.qid);
     (void) fprintf(out, "state:      %s\n", m.state != NULL ? m.state : "-");
@@ -615,6 +637,8 @@ static int cli_queue_show(struct queue *q, const char *qid, FILE *out)
             (void) fprintf(out, " next=%s", clock_iso8601(r->next_ms * 1000, when, sizeof(when)));
         if (r->last_reply != NULL)
             (void) fprintf(out, " last=\"%s\"", log_safe(s2, sizeof(s2), r->last_reply));
+        if (a.nrcpt == m.nrcpt)
+            cli_show_admin(out, &a.rcpts[i]);
         (void) fputc('\n', out);
         /* The attempt history (deliver.c), oldest first. */
         for (size_t k = 0; k < r->nhist; k++) {
@@ -640,6 +664,7 @@ static int cli_queue_show(struct queue *q, const char *qid, FILE *out)
         }
     }
     queue_msg_free(&m);
+    queue_admin_msg_free(&a);
     return 0;
 }
 

@@ -77,6 +77,9 @@ def test_rule_holds_new_mail_release_delivers(switchyard):
     out = sw.cli("queue", "list", "--held", "-v").stdout
     assert qid in out and probe in out, out
     assert re.search(r"^  0 <x@sub\.held\.example> held attempts=0 held_by=%s$" % rid, out, re.M), out
+    out = sw.cli("queue", "show", qid).stdout
+    assert re.search(r"^  rcpt 0: <x@sub\.held\.example> state=held attempts=0 held_by=%s$" % rid,
+                     out, re.M), out
 
     # release by id: delivered, released_ms recorded, held_by gone
     out = sw.cli("queue", "release", "%s:0" % qid).stdout
@@ -85,6 +88,8 @@ def test_rule_holds_new_mail_release_delivers(switchyard):
     wait_state(sw, qid, 0, "delivered")
     r0 = sw.rcpt(qid, 0)
     assert "held_by" not in r0 and int(r0["released_ms"]) > 0, r0
+    assert re.search(r"^  rcpt 0: .* state=delivered .*released=\d{4}-", sw.cli("queue", "show", qid).stdout,
+                     re.M)
     sylib.wait_for(lambda: sw.msg(qid).get("state") == "done", 30, "%s done" % qid)
     assert not os.path.exists(os.path.join(sw.spool_dir, "q", qid))
     # releasing again changes nothing
@@ -273,6 +278,8 @@ def test_fail_and_reroute(switchyard):
     assert out.startswith("1 recipient(s) rerouted"), out
     # a held recipient keeps its hold when rerouted
     assert sw.rcpt(qid, 1).get("reroute") == "capture" and sw.rcpt(qid, 1).get("state") == "held"
+    out = sw.cli("queue", "list", "-v", qid).stdout
+    assert re.search(r"^  1 <b@example\.net> held attempts=0 held_by=\d+ reroute=capture$", out, re.M), out
 
     # fail releases it; the scheduler fails it with a DSN
     out = sw.cli("queue", "fail", "%s:0" % qid).stdout
