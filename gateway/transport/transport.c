@@ -4,9 +4,12 @@
  * submission, submissions and lmtp go to the relay engine
  * (gateway/transport/relay.c), which runs one SMTP/LMTP transaction for
  * the whole group. Whatever happens, every recipient leaves with a result.
+ * A capture transport runs at most max_connections deliveries at once on
+ * this node; past that an attempt is "not attempted" (retried soon).
  */
 #include "gateway/transport/transport.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,8 @@
 struct transport_ctx {
     const struct config *cfg;
     struct relay *relay;
+    pthread_mutex_t lock;       /* guards busy */
+    unsigned *busy;             /* capture deliveries running, per cfg->transports entry */
 };
 
 struct transport_ctx *transport_ctx_new(const struct config *cfg)
@@ -26,6 +31,8 @@ struct transport_ctx *transport_ctx_new(const struct config *cfg)
 
     c->cfg = cfg;
     c->relay = relay_new(cfg);
+    c->busy = xcalloc(cfg->ntransports + 1, sizeof(*c->busy));
+    pthread_mutex_init(&c->lock, NULL);
     return c;
 }
 
@@ -34,7 +41,30 @@ void transport_ctx_free(struct transport_ctx *c)
     if (c == NULL)
         return;
     relay_free(c->relay);
+    pthread_mutex_destroy(&c->lock);
+    free(c->busy);
     free(c);
+}
+
+/* transport_slot - take (+1) or give back (-1) one of t's capture slots;
+ * taking fails (0) when max_connections are in use */
+static int transport_slot(struct transport_ctx *c, const struct cfg_transport *t, int delta)
+{
+    size_t i = (size_t) (t - c->cfg->transports);
+    int ok = 1;
+
+    if (t < c->cfg->transports || i >= c->cfg->ntransports)
+        return 1;   /* not from this configuration: no limit to keep */
+    pthread_mutex_lock(&c->lock);
+    if (delta > 0) {
+        ok = t->max_connections == 0 || c->busy[i] < t->max_connections;
+        if (ok)
+            c->busy[i]++;
+    } else if (c->busy[i] > 0) {
+        c->busy[i]--;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return ok;
 }
 
 void transport_ctx_tick(struct transport_ctx *c)
@@ -90,7 +120,16 @@ int transport_deliver(struct transport_ctx *c, const struct cfg_transport *t,
         (void) snprintf(rcpts[i].reply, sizeof(rcpts[i].reply), "451 4.3.0 transport gave no result");
     }
     if (t->type == CFG_TRANSPORT_CAPTURE) {
+        if (!transport_slot(c, t, 1)) {
+            att->not_attempted = true;
+            for (size_t i = 0; i < n; i++)
+                (void) snprintf(rcpts[i].reply, sizeof(rcpts[i].reply),
+                                "451 4.4.5 transport %s: all %u delivery slots busy", t->name,
+                                t->max_connections);
+            return SY_OK;
+        }
         transport_capture(c->cfg, msg, rcpts, n);
+        (void) transport_slot(c, t, -1);
         return SY_OK;
     }
     return relay_deliver(c->relay, t, msg, rcpts, n, att);

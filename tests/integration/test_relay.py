@@ -357,3 +357,23 @@ def test_relayed_dsn_for_next_hop_without_dsn(switchyard, sinks):
     _, rcpts, _ = parse_dsn(sw.captures(dsn_qids(sw)[0])[0])
     assert [r["action"] for r in rcpts] == ["relayed"], rcpts
     assert rcpts[0]["status"].startswith("2."), rcpts
+
+
+def test_capture_slots_not_counted(switchyard):
+    """A capture transport with max_connections 1 and four workers: every
+    message is delivered, and an attempt that found no free slot is not
+    counted (each recipient shows exactly one attempt)."""
+    sw = switchyard(overrides={
+        "delivery": {"workers": 4, "default_transport": "one"},
+        "transports": {"one": {"type": "capture", "max_connections": 1}},
+    })
+    qids = []
+    with sw.lmtp() as c:
+        for i in range(12):
+            r = c.transaction("a@example.org", ["r%d@example.net" % i], simple_message("slot-%d" % i))
+            qids.append(queued_qid(r[0]))
+        c.cmd("QUIT")
+    for q in qids:
+        wait_done(sw, q)
+        assert sw.rcpt(q, 0)["attempts"] == "1", sw.rcpt(q, 0)
+        assert len(sw.redis("LRANGE", sw.key("hist", q, 0), 0, -1)) == 1
