@@ -377,12 +377,15 @@ static void cli_show_admin(FILE *out, const struct queue_admin_rcpt *r)
 /* cli_print_rcpt - one recipient line of `queue list -v` */
 static void cli_print_rcpt(FILE *out, size_t i, const struct queue_admin_rcpt *r)
 {
-    char when[40], s1[LOG_SAFE_MAX];
+    char s1[LOG_SAFE_MAX];
 
     (void) fprintf(out, "  %zu <%s> %s attempts=%u", i, log_safe(s1, sizeof(s1), r->addr),
                    queue_state_name(r->state), r->attempts);
-    if (r->state == QUEUE_QUEUED && r->sched_ms > 0)
+    if (r->state == QUEUE_QUEUED && r->sched_ms > 0) {
+        char when[40];
+
         (void) fprintf(out, " next=%s", clock_iso8601(r->sched_ms * 1000, when, sizeof(when)));
+    }
     cli_show_admin(out, r);
     if (r->transport != NULL)
         (void) fprintf(out, " transport=%s", log_safe(s1, sizeof(s1), r->transport));
