@@ -288,7 +288,8 @@ static int client_session(struct smtp_client *c, bool no_tls, bool *plain_retry,
     return SY_OK;
 }
 
-struct smtp_client *smtp_client_open(const struct smtp_client_cfg *cfg, struct sy_err *err)
+struct smtp_client *smtp_client_open(const struct smtp_client_cfg *cfg, struct smtp_client_peer *peer,
+                                     struct sy_err *err)
 {
     struct smtp_client *c = xcalloc(1, sizeof(*c));
     bool plain_retry = false;
@@ -305,6 +306,10 @@ struct smtp_client *smtp_client_open(const struct smtp_client_cfg *cfg, struct s
         c->tls_desc[0] = '\0';
         c->verified = false;
         rc = client_session(c, true, &plain_retry, err);
+    }
+    if (peer != NULL) {
+        (void) snprintf(peer->addr, sizeof(peer->addr), "%s", c->conn != NULL ? smtp_conn_addr(c->conn) : "");
+        (void) snprintf(peer->tls, sizeof(peer->tls), "%s", c->tls_desc);
     }
     if (rc != SY_OK) {
         smtp_client_free(c);

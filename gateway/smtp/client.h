@@ -73,12 +73,19 @@ struct smtp_client_cfg {
 
 struct smtp_client;     /* opaque */
 
+/* What a failed smtp_client_open() got as far as, for the attempt record. */
+struct smtp_client_peer {
+    char addr[64];                  /* the address connected to, "" when none */
+    char tls[TLS_DESC_MAX];         /* "TLSv1.3 ...", "" without TLS */
+};
+
 /* Connects and prepares a session (see the file comment). Returns a new
  * client owned by the caller (smtp_client_quit() or smtp_client_free()),
  * or NULL with err: temporary for network, TLS and 4xx trouble; permanent
  * (5.7.x) when AUTH has no mechanism in common or the server refused the
- * credentials (535 5.7.8). */
-struct smtp_client *smtp_client_open(const struct smtp_client_cfg *cfg, struct sy_err *err);
+ * credentials (535 5.7.8). peer (may be NULL) is filled either way. */
+struct smtp_client *smtp_client_open(const struct smtp_client_cfg *cfg, struct smtp_client_peer *peer,
+                                     struct sy_err *err);
 
 /* One transaction: msg (borrowed) to rcpts[0..n) (n >= 1). Fills every
  * rcpts[i].code, reply and relayed. Returns SY_OK when the session can be

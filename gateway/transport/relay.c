@@ -215,7 +215,7 @@ static void relay_release(struct relay *r, struct relay_pool *p, struct relay_co
 /* relay_acquire - a ready session for p: a checked idle one or a new one.
  * NULL with err set (and *busy when every connection stayed busy). */
 static struct relay_conn *relay_acquire(struct relay *r, struct relay_pool *p, const char *qid,
-                                        bool *busy, struct sy_err *err)
+                                        bool *busy, struct smtp_client_peer *peer, struct sy_err *err)
 {
     int64_t deadline = clock_mono_ms() + RELAY_BUSY_WAIT_MS;
     struct relay_conn *c;
@@ -266,7 +266,7 @@ static struct relay_conn *relay_acquire(struct relay *r, struct relay_pool *p, c
         }
     }
     (void) pthread_mutex_unlock(&r->mu);
-    cl = smtp_client_open(&p->ccfg, err);
+    cl = smtp_client_open(&p->ccfg, peer, err);
     if (cl == NULL) {
         (void) pthread_mutex_lock(&r->mu);
         p->open--;
@@ -284,6 +284,7 @@ int relay_deliver(struct relay *r, const struct cfg_transport *t,
                   size_t n, struct transport_attempt *att)
 {
     struct relay_pool *p = relay_pool_find(r, t);
+    struct smtp_client_peer peer = { "", "" };
     struct relay_conn *c;
     struct sy_err err;
     bool busy = false;
@@ -307,9 +308,11 @@ int relay_deliver(struct relay *r, const struct cfg_transport *t,
         relay_fail_all(rcpts, n, p->tls == NULL && t->tls != CFG_TLS_NONE ? &p->tls_err : &r->sasl_err);
         return SY_OK;
     }
-    c = relay_acquire(r, p, msg->qid, &busy, &err);
+    c = relay_acquire(r, p, msg->qid, &busy, &peer, &err);
     if (c == NULL) {
         att->not_attempted = busy;
+        (void) snprintf(att->remote_addr, sizeof(att->remote_addr), "%s", peer.addr);
+        (void) snprintf(att->tls, sizeof(att->tls), "%s", peer.tls);
         relay_fail_all(rcpts, n, &err);
         return SY_OK;
     }

@@ -193,6 +193,8 @@ def main():
                    auth_require_tls=a.auth_require_tls, timeout=60)
     if a.auth:
         smtp_kw["authenticator"] = authenticator
+    if not a.scram_plus:
+        smtp_kw["auth_exclude_mechanism"] = ["SCRAM-SHA-256-PLUS"]
     if ctx is not None and not a.implicit_tls:
         smtp_kw["tls_context"] = ctx
     kw = dict(hostname="127.0.0.1", port=a.port)

@@ -371,6 +371,8 @@ def test_scram_sha_256_plus_tls_unique(relay_send, workdir, aiosink, certs, tamp
     status, _, reply = r["rcpts"]["b@example.net"]
     if tamper:
         assert status == "perm" and reply.startswith("5.7.8 ") and "535" in reply, reply
+        # a failed attempt still records where it went and how
+        assert r["attempt"]["addr"] == "127.0.0.1" and r["attempt"]["tls"].startswith("TLSv1.2 ")
         assert sink_messages(out) == []
     else:
         assert status == "ok", reply
