@@ -377,3 +377,26 @@ def test_capture_slots_not_counted(switchyard):
         wait_done(sw, q)
         assert sw.rcpt(q, 0)["attempts"] == "1", sw.rcpt(q, 0)
         assert len(sw.redis("LRANGE", sw.key("hist", q, 0), 0, -1)) == 1
+
+
+def test_expiry_fails_with_dsn(switchyard):
+    """A recipient that only ever fails temporarily fails at expiry (the
+    shortest allowed: 1 minute) with a "failed" DSN carrying the last 4xx
+    reply; a permanent status is not invented."""
+    sw = switchyard(overrides={"delivery": {"workers": 1, "retry_first": "2s", "retry_max": "5s",
+                                            "expiry": "1m", "delay_warning": "0"}})
+    t0 = time.time()
+    qid = send(sw, "a@example.org", ["tempfail@example.net"], "expires")
+    wait_done(sw, qid, timeout=150)
+    assert time.time() - t0 >= 55
+    r = sw.rcpt(qid, 0)
+    assert r["state"] == "failed", r
+    sylib.wait_for(lambda: dsn_qids(sw), 60, "the expiry DSN")
+    dq = dsn_qids(sw)
+    assert len(dq) == 1, dq      # delay_warning 0: no delayed DSN before it
+    _, rcpts, _ = parse_dsn(sw.captures(dq[0])[0])
+    assert rcpts[0]["action"] == "failed"
+    assert rcpts[0]["status"] == "4.2.0", rcpts
+    assert "451 4.2.0" in rcpts[0]["diagnostic-code"], rcpts
+    last = sw.redis("LRANGE", sw.key("hist", qid, 0), -1, -1)[0].split("\t")
+    assert last[2] == "failed" and "expired" in last[8], last
