@@ -274,6 +274,10 @@ static struct relay_conn *relay_acquire(struct relay *r, struct relay_pool *p, c
         (void) pthread_mutex_unlock(&r->mu);
         return NULL;
     }
+    log_debug(qid, "transport %s: connected to %s[%s]:%u, tls=%s%s, auth=%s", p->t->name, p->ccfg.host,
+              smtp_client_addr(cl), p->ccfg.port, smtp_client_tls_desc(cl)[0] ? smtp_client_tls_desc(cl) : "none",
+              smtp_client_tls_verified(cl) ? " (verified)" : "",
+              smtp_client_auth_mech(cl)[0] ? smtp_client_auth_mech(cl) : "none");
     c = xcalloc(1, sizeof(*c));
     c->cl = cl;
     return c;
