@@ -159,6 +159,8 @@ struct cfg_transport {
     uint64_t idle_timeout_ms;       /* a cached idle connection is closed after this: 30 s */
     char *tls_ca_file;              /* PEM CA file for verification; NULL: the system's store */
     unsigned max_connections;       /* simultaneous connections through this transport; 10 */
+    unsigned max_recipients;        /* recipients per transaction (smtp, submission(s),
+                                     * lmtp); 50, Postfix's default_destination_recipient_limit */
     /* Retry schedule: the transport's own values, else those of delivery. */
     uint64_t retry_first_ms, retry_max_ms, expiry_ms;
     bool retry_first_set, retry_max_set, expiry_set;    /* given under retry: */

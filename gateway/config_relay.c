@@ -47,7 +47,7 @@ static const unsigned cfg_default_ports[] = { 25, 587, 465, 24, 0 };
 
 static const char *const cfg_transport_keys[] = {
     "type", "host", "port", "tls", "auth", "allow_plaintext_auth", "helo_name",
-    "connect_timeout", "max_connections", "retry",
+    "connect_timeout", "max_connections", "max_recipients", "retry",
     "greeting_timeout", "command_timeout", "data_timeout", "data_block_timeout",
     "data_done_timeout", "idle_timeout", "tls_ca_file",
 };
@@ -63,6 +63,8 @@ static const char *const cfg_match_keys[] = { "sender_domains", "recipient_domai
 #define CFG_SASL_LIST "SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS, SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, PLAIN, LOGIN"
 #define CFG_MIN_ATTEMPTS_MAX 1000000u
 #define CFG_CONNECTIONS_MAX 1000u
+/* Recipients per transaction: a message has at most 100 000 (queue.h). */
+#define CFG_RECIPIENTS_MAX 100000u
 
 /* cfg_node_line - the line an error about n points at: its key's, else its own */
 static unsigned cfg_node_line(const struct cfg_node *n)
@@ -459,7 +461,7 @@ static void cfg_build_transport(struct cfg_ctx *cx, const struct config *cfg, co
     static const char *const not_capture[] = {
         "host", "port", "tls", "auth", "allow_plaintext_auth", "helo_name", "connect_timeout",
         "greeting_timeout", "command_timeout", "data_timeout", "data_block_timeout",
-        "data_done_timeout", "idle_timeout", "tls_ca_file",
+        "data_done_timeout", "idle_timeout", "tls_ca_file", "max_recipients",
     };
     char base[CFG_KEYPATH_MAX], p[CFG_KEYPATH_MAX];
     const struct cfg_node *an;
@@ -496,6 +498,8 @@ static void cfg_build_transport(struct cfg_ctx *cx, const struct config *cfg, co
     /* Keys of every type first, so that a bad type does not hide them. */
     s = cfg_leaf(cx, tn, "max_connections", base, p, sizeof(p));
     (void) cfg_unsigned(cx, p, s, 1, CFG_CONNECTIONS_MAX, 10, &t->max_connections);
+    s = cfg_leaf(cx, tn, "max_recipients", base, p, sizeof(p));
+    (void) cfg_unsigned(cx, p, s, 1, CFG_RECIPIENTS_MAX, 50, &t->max_recipients);
     cfg_build_retry(cx, &cfg->delivery, tn, base, t);
     if (!type_ok)
         return;
@@ -561,6 +565,7 @@ static void cfg_build_transports(struct cfg_ctx *cx, struct config *cfg)
         t->builtin = true;
         t->tls = CFG_TLS_NONE;
         t->max_connections = 10;
+        t->max_recipients = 50;
         t->retry_first_ms = cfg->delivery.retry_first_ms;
         t->retry_max_ms = cfg->delivery.retry_max_ms;
         t->expiry_ms = cfg->delivery.expiry_ms;
@@ -936,6 +941,8 @@ static void cfg_dump_transport(FILE *out, const struct cfg_transport *t)
             cfg_dump_kv(out, "    ", "tls_ca_file", t->tls_ca_file);
     }
     (void) fprintf(out, "    max_connections: %u\n", t->max_connections);
+    if (t->type != CFG_TRANSPORT_CAPTURE)
+        (void) fprintf(out, "    max_recipients: %u\n", t->max_recipients);
     if (!t->retry_first_set && !t->retry_max_set && !t->expiry_set) {
         (void) fputs("    # retry: (delivery.retry_first, retry_max and expiry apply)\n", out);
         return;

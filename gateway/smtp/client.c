@@ -344,7 +344,8 @@ int smtp_client_rset(struct smtp_client *c, struct sy_err *err)
 
     if (rc != SY_OK)
         return rc;
-    if (!smtp_reply_is_positive(&c->reply))
+    /* RFC 5321 §4.1.1.5: 250 and nothing else (a 221 means it is leaving). */
+    if (smtp_reply_code(&c->reply) != 250)
         return client_reply_err(&c->reply, err, "RSET refused", false);
     return SY_OK;
 }
@@ -627,14 +628,23 @@ static int txn_rcpts(struct smtp_client *c, const struct transport_msg *msg, str
             txn_set_reply(x, k, &c->reply);
             if (smtp_reply_is_positive(&c->reply))
                 x->accepted[k] = true;
-            else if (smtp_reply_code(&c->reply) == 452)
+            else if (smtp_reply_code(&c->reply) == 452 && !stop) {
+                /* The peer's recipient limit, not this recipient: send it
+                 * again in the next transaction when others got through. */
+                x->rcpts[k].again = true;
                 stop = true;
+            } else if (smtp_reply_code(&c->reply) == 452) {
+                x->rcpts[k].again = true;
+            }
         }
         if (!*mail_ok)
             break;
     }
     if (stop) {
         /* RFC 5321 §4.5.3.1.10: the rest go in a later transaction */
+        for (size_t k = 0; k < x->n; k++)
+            if (!x->done[k])
+                x->rcpts[k].again = true;
         txn_fail_rest(x, SY_ETEMP, "4.5.3", "too many recipients for one transaction: retried later");
     }
 out:
@@ -656,6 +666,7 @@ int smtp_client_send(struct smtp_client *c, const struct transport_msg *msg,
         rcpts[i].code = SY_ETEMP;
         rcpts[i].reply[0] = '\0';
         rcpts[i].relayed = false;
+        rcpts[i].again = false;
     }
     if (txn_policy(c, msg, &x) != SY_OK) {
         rc = SY_OK;     /* nothing was sent: the session stays usable */

@@ -283,6 +283,75 @@ static struct relay_conn *relay_acquire(struct relay *r, struct relay_pool *p, c
     return c;
 }
 
+/* relay_send_all - rcpts[0..n) over one session, in transactions of at
+ * most t->max_recipients; recipients the peer's limit turned away (a 452
+ * after RCPT: transport_rcpt.again) go in a further transaction at once,
+ * as long as each transaction delivers or refuses someone on their own
+ * merits. SY_OK when the session can be used again. */
+static int relay_send_all(struct relay_conn *c, const struct cfg_transport *t,
+                          const struct transport_msg *msg, struct transport_rcpt *rcpts,
+                          size_t n, struct sy_err *err)
+{
+    size_t max = t->max_recipients > 0 ? t->max_recipients : n;
+    size_t *todo = xcalloc(n, sizeof(*todo));
+    struct transport_rcpt *tmp = xcalloc(max < n ? max : n, sizeof(*tmp));
+    size_t ntodo = n;
+    int rc = SY_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        todo[i] = i;
+        rcpts[i].again = false;
+    }
+    while (ntodo > 0) {
+        size_t k = ntodo < max ? ntodo : max, nagain = 0;
+
+        if (c->ntxn > 0 && (rc = smtp_client_rset(c->cl, err)) != SY_OK)
+            break;
+        for (size_t j = 0; j < k; j++)
+            tmp[j] = rcpts[todo[j]];
+        rc = smtp_client_send(c->cl, msg, tmp, k, err);
+        c->ntxn++;
+        /* Results go back in place; the turned-away ones move to the front
+         * of what is left, ahead of those not tried yet. */
+        for (size_t j = 0; j < k; j++) {
+            rcpts[todo[j]] = tmp[j];
+            if (tmp[j].again)
+                todo[nagain++] = todo[j];
+        }
+        if (nagain == k) {
+            /* No progress: the scheduler retries these and the untried. */
+            for (size_t j = k; j < ntodo; j++) {
+                struct transport_rcpt *x = &rcpts[todo[j]];
+
+                x->code = SY_ETEMP;
+                x->again = true;
+                (void) snprintf(x->reply, sizeof(x->reply), "4.5.3 %s",
+                                "too many recipients for one transaction: retried later");
+            }
+            ntodo = 0;
+            break;
+        }
+        (void) memmove(todo + nagain, todo + k, (ntodo - k) * sizeof(*todo));
+        ntodo = nagain + (ntodo - k);
+        if (rc != SY_OK)
+            break;
+    }
+    if (ntodo > 0) {
+        /* The session broke before these were tried. */
+        struct sy_err e;
+
+        sy_err_clear(&e);
+        (void) sy_err_set(&e, SY_ETEMP, sy_err_enh(err), "%s",
+                          err->text[0] != '\0' ? err->text : "connection lost between transactions");
+        for (size_t i = 0; i < ntodo; i++)
+            if (!rcpts[todo[i]].again)      /* the turned-away keep their 452 */
+                relay_fail_all(&rcpts[todo[i]], 1, &e);
+    }
+    free(tmp);
+    free(todo);
+    return rc;
+}
+
 int relay_deliver(struct relay *r, const struct cfg_transport *t,
                   const struct transport_msg *msg, struct transport_rcpt *rcpts,
                   size_t n, struct transport_attempt *att)
@@ -322,8 +391,7 @@ int relay_deliver(struct relay *r, const struct cfg_transport *t,
     }
     (void) snprintf(att->remote_addr, sizeof(att->remote_addr), "%s", smtp_client_addr(c->cl));
     (void) snprintf(att->tls, sizeof(att->tls), "%s", smtp_client_tls_desc(c->cl));
-    rc = smtp_client_send(c->cl, msg, rcpts, n, &err);
-    c->ntxn++;
+    rc = relay_send_all(c, t, msg, rcpts, n, &err);
     relay_release(r, p, c, rc == SY_OK && c->ntxn < RELAY_TXN_MAX);
     return SY_OK;
 }

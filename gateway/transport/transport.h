@@ -50,6 +50,10 @@ struct transport_rcpt {
     bool relayed;                   /* out: delivered to a next hop without the DSN
                                      * extension while NOTIFY=SUCCESS was asked:
                                      * the sender gets a "relayed" DSN (RFC 3461 §4.2) */
+    bool again;                     /* out (SMTP client): not refused on its own merits
+                                     * but by the peer's recipient limit (a 452 after
+                                     * RCPT, RFC 5321 §4.5.3.1.10): the relay sends it in
+                                     * a further transaction at once */
 };
 
 /* Facts about the attempt as a whole, for the history and DSNs. */

@@ -3,14 +3,15 @@
 
     aiosink.py --port P --out DIR [--cert C --key K] [--implicit-tls]
                [--auth USER:PASS] [--auth-require-tls] [--requiretls] [--smtputf8]
-               [--size N]
+               [--size N] [--rcpt-limit N]
 
 STARTTLS is offered when --cert/--key are given (or the whole session is TLS
 with --implicit-tls, as on port 465). AUTH PLAIN and LOGIN check USER:PASS;
 --scram-plus adds SCRAM-SHA-256-PLUS with tls-unique (use --tls12).
 Recipients choose their fate by local part: reject* -> 550 5.1.1,
 defer* -> 451 4.3.0, full* -> 452 4.5.3 (too many recipients), anything else
-250. Every accepted message is written to DIR/N.json (envelope, options,
+250; with --rcpt-limit N, every recipient past the N-th of a transaction
+gets 452 4.5.3. Every accepted message is written to DIR/N.json (envelope, options,
 TLS, authenticated user, the data as latin-1 text). Prints "ready" on
 stdout once listening. Stop it with SIGTERM.
 """
@@ -31,9 +32,10 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, out, requiretls):
+    def __init__(self, out, requiretls, rcpt_limit=0):
         self.out = out
         self.requiretls = requiretls
+        self.rcpt_limit = rcpt_limit
         self.n = 0
         self.lock = threading.Lock()
 
@@ -50,6 +52,8 @@ class Handler:
         if local.startswith("defer"):
             return "451 4.3.0 <%s>: try again later" % address
         if local.startswith("full"):
+            return "452 4.5.3 too many recipients"
+        if self.rcpt_limit and len(envelope.rcpt_tos) >= self.rcpt_limit:
             return "452 4.5.3 too many recipients"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -167,6 +171,7 @@ def main():
     ap.add_argument("--requiretls", action="store_true")
     ap.add_argument("--smtputf8", action="store_true")
     ap.add_argument("--size", type=int, default=33554432)
+    ap.add_argument("--rcpt-limit", type=int, default=0, help="452 past N recipients per transaction")
     ap.add_argument("--tls12", action="store_true", help="TLS 1.2 at most")
     ap.add_argument("--scram-plus", action="store_true", help="offer SCRAM-SHA-256-PLUS (needs --auth, --tls12)")
     ap.add_argument("--scram-plus-tamper", action="store_true", help="... checked against a wrong binding")
@@ -201,7 +206,7 @@ def main():
     if a.implicit_tls:
         kw["ssl_context"] = ctx
     os.makedirs(a.out, exist_ok=True)
-    ctl = SinkController(Handler(a.out, a.requiretls), smtp_kw, **kw)
+    ctl = SinkController(Handler(a.out, a.requiretls, a.rcpt_limit), smtp_kw, **kw)
     ctl.start()
     print("ready", flush=True)
     done = threading.Event()

@@ -307,6 +307,28 @@ def test_452_defers_the_rest(relay_send, workdir, aiosink):
     assert sink_messages(out)[0]["rcpt_tos"] == ["b@example.net"]
 
 
+def test_452_recipient_limit_splits_into_further_transactions(relay_send, workdir, aiosink):
+    """A peer that takes 2 recipients per transaction: the rest go in further
+    transactions on the same connection, at once (RFC 5321 §4.5.3.1.10)."""
+    port, out = aiosink("--rcpt-limit", "2", tls=False)
+    rcpts = ["r%d@example.net" % i for i in range(5)]
+    deliveries = send(relay_send, workdir, smtp(port), rcpts)
+    assert len(deliveries) == 1
+    assert all(deliveries[0]["rcpts"][a][0] == "ok" for a in rcpts), deliveries
+    m = sink_messages(out)
+    assert [x["rcpt_tos"] for x in m] == [rcpts[0:2], rcpts[2:4], rcpts[4:5]]
+    assert len({x["peer_port"] for x in m}) == 1     # one connection
+
+
+def test_max_recipients_splits_transactions(relay_send, workdir, aiosink):
+    port, out = aiosink(tls=False)
+    rcpts = ["m%d@example.net" % i for i in range(5)]
+    r = send(relay_send, workdir, smtp(port, max_recipients=3), rcpts + ["reject@example.net"])[0]
+    assert all(r["rcpts"][a][0] == "ok" for a in rcpts)
+    assert r["rcpts"]["reject@example.net"][0] == "perm"
+    assert [x["rcpt_tos"] for x in sink_messages(out)] == [rcpts[0:3], rcpts[3:5]]
+
+
 def test_bare_lf_and_cr_become_crlf(relay_send, workdir, aiosink):
     port, out = aiosink(tls=False)
     msg = b"Subject: x\r\n\r\nline1\nline2\r.\n..two\r\nlast"
@@ -657,7 +679,8 @@ def _read_data(c):
 def test_pipelining_one_write_mixed_replies(relay_send, workdir):
     """MAIL and every RCPT arrive in one write when PIPELINING is offered;
     each recipient gets its own reply; the 452 and what follows it in the
-    same batch are read in order."""
+    same batch are read in order; the recipient the 452 turned away goes in
+    a second transaction on the same connection, after RSET."""
     seen = {}
 
     def script(c):
@@ -677,6 +700,20 @@ def test_pipelining_one_write_mixed_replies(relay_send, workdir):
         seen["data"] = _read_data(c)
         c.sendall(b"250 2.0.0 queued\r\n")
         seen["after"] = _readline(c)
+        c.sendall(b"250 2.0.0 reset\r\n")
+        buf = b""
+        while buf.count(b"\r\n") < 2:
+            x = c.recv(4096)
+            if not x:
+                return
+            buf += x
+        seen["batch2"] = buf
+        c.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n")
+        _readline(c)
+        c.sendall(b"354 go\r\n")
+        _read_data(c)
+        c.sendall(b"250 2.0.0 queued again\r\n")
+        _readline(c)
         c.sendall(b"221 bye\r\n")
     port = hostile_server(script)
     rcpts = ["a1@example.net", "a2@example.net", "a3@example.net", "a4@example.net"]
@@ -684,9 +721,11 @@ def test_pipelining_one_write_mixed_replies(relay_send, workdir):
     assert seen["batch"].startswith(b"MAIL FROM:<a@example.org>")
     assert seen["batch"].count(b"RCPT TO:") == 4
     assert seen["data_cmd"] == b"DATA\r\n"
-    assert [r["rcpts"][a][0] for a in rcpts] == ["ok", "perm", "temp", "ok"]
+    assert [r["rcpts"][a][0] for a in rcpts] == ["ok", "perm", "ok", "ok"]
     assert r["rcpts"]["a1@example.net"][2] == "250 2.0.0 queued"
-    assert r["rcpts"]["a3@example.net"][2].startswith("452 4.5.3")
+    assert seen["after"] == b"RSET\r\n"
+    assert seen["batch2"] == b"MAIL FROM:<a@example.org>\r\nRCPT TO:<a3@example.net>\r\n"
+    assert r["rcpts"]["a3@example.net"][2] == "250 2.0.0 queued again"
 
 
 def test_opportunistic_tls_handshake_failure_retries_in_plain_text(relay_send, workdir):

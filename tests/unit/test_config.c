@@ -115,6 +115,7 @@ static void test_defaults(void **state)
     assert_true(c->transports[0].builtin);
     assert_int_equal(c->transports[0].type, CFG_TRANSPORT_CAPTURE);
     assert_int_equal(c->transports[0].max_connections, 10);
+    assert_int_equal(c->transports[0].max_recipients, 50);
     assert_int_equal(c->transports[0].retry_first_ms, 5ULL * 60000);
     assert_int_equal(c->transports[0].retry_max_ms, 4ULL * 3600000);
     assert_int_equal(c->transports[0].expiry_ms, 5ULL * 86400000);
@@ -250,7 +251,7 @@ static const struct good_case good_cases[] = {
       "node: n1\n"
       "transports:\n"
       "  relay:\n    type: SMTP\n    host: Smarthost.Example.NET.\n    port: 2525\n    tls: opportunistic\n"
-      "    helo_name: mx1.example.org\n    connect_timeout: 1m\n    max_connections: 1000\n"
+      "    helo_name: mx1.example.org\n    connect_timeout: 1m\n    max_connections: 1000\n    max_recipients: 7\n"
       "    retry:\n      first: 1m\n      max: 2h\n      expiry: 2d\n"
       "  sub: {type: submission, host: \"192.0.2.1\", tls: required-unverified}\n"
       "  subs: {type: submissions, host: \"[2001:DB8::1]\"}\n"
@@ -261,11 +262,11 @@ static const struct good_case good_cases[] = {
       { "  default_transport: \"relay\"\n",
         "transports:\n  \"relay\":\n    type: smtp\n    host: \"smarthost.example.net\"\n    port: 2525\n"
         "    tls: opportunistic\n    allow_plaintext_auth: false\n    helo_name: \"mx1.example.org\"\n"
-        "    connect_timeout: 1m\n" CLIENT_TIMEOUTS "    max_connections: 1000\n    retry:\n      first: 1m\n      max: 2h\n"
+        "    connect_timeout: 1m\n" CLIENT_TIMEOUTS "    max_connections: 1000\n    max_recipients: 7\n    retry:\n      first: 1m\n      max: 2h\n"
         "      expiry: 2d\n",
         "  \"sub\":\n    type: submission\n    host: \"192.0.2.1\"\n    port: 587\n    tls: required-unverified\n"
         "    allow_plaintext_auth: false\n    helo_name: \"n1\"\n    connect_timeout: 30s\n" CLIENT_TIMEOUTS
-        "    max_connections: 10\n"
+        "    max_connections: 10\n    max_recipients: 50\n"
         "    # retry: (delivery.retry_first, retry_max and expiry apply)\n",
         "  \"subs\":\n    type: submissions\n    host: \"2001:DB8::1\"\n    port: 465\n    tls: required\n",
         "  \"dovecot\":\n    type: lmtp\n    host: \"unix:/run/dovecot/lmtp\"\n    tls: none\n    helo_name: \"n1\"\n",
