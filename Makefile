@@ -24,7 +24,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 # FORTIFY needs optimisation and clashes with ASan: use it only without SAN.
 MODE     := $(if $(SAN),$(SANFLAGS) -O1 -g,-O2 -g -D_FORTIFY_SOURCE=2)
 ALL_CFLAGS = $(CSTD) $(WARN) $(HARDEN) -I. $(CFLAGS) $(MODE) -MMD -MP
-LDLIBS   := -lhiredis -lcyaml -lyaml -lcjson -lgsasl -lssl -lcrypto -lpthread
+LDLIBS   := -lhiredis -lcyaml -lyaml -lcjson -lgsasl -lmilter -lssl -lcrypto -lpthread
 LDFLAGS_ALL = $(if $(SAN),$(SANFLAGS)) $(LDFLAGS)
 
 # One line per module: every .c in these directories goes into the library,

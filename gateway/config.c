@@ -58,6 +58,7 @@
 #include "gateway/util/log.h"
 #include "gateway/util/text.h"
 #include "gateway/util/xalloc.h"
+#include "rules/match.h"
 
 /* Limits on the file itself: a configuration is a few KiB. */
 #define CFG_FILE_MAX        ((size_t) 1024 * 1024)
@@ -95,6 +96,20 @@ struct cfg_raw_lmtp {
     unsigned listeners_count;
 };
 
+struct cfg_raw_milter_listener {
+    char *name, *address, *mode, *route_header, *hold_header, *reject_text;
+    char **capture_domains;
+    unsigned capture_domains_count;
+    char **capture_addresses;
+    unsigned capture_addresses_count;
+};
+
+struct cfg_raw_milter {
+    char *max_headers, *header_size_limit, *message_size_limit, *timeout;
+    struct cfg_raw_milter_listener *listeners;
+    unsigned listeners_count;
+};
+
 struct cfg_raw_delivery {
     char *default_transport, *workers, *retry_first, *retry_max, *expiry, *lease, *retention;
     char *delay_warning;
@@ -110,6 +125,7 @@ struct cfg_raw {
     struct cfg_raw_redis *redis;
     struct cfg_raw_spool *spool;
     struct cfg_raw_lmtp *lmtp;
+    struct cfg_raw_milter *milter;
     struct cfg_raw_delivery *delivery;
     struct cfg_raw_capture *capture;
 };
@@ -175,6 +191,40 @@ static const cyaml_schema_field_t cfg_lmtp_fields[] = {
     CYAML_FIELD_END
 };
 
+/* milter: capture lists are YAML lists of strings. */
+#define CFG_MILTER_LIST_MAX 1024u
+static const cyaml_schema_value_t cfg_string_entry = {
+    CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 0, CFG_SCALAR_MAX),
+};
+
+static const cyaml_schema_field_t cfg_milter_listener_fields[] = {
+    CFG_LEAF("name", struct cfg_raw_milter_listener, name),
+    CFG_LEAF("address", struct cfg_raw_milter_listener, address),
+    CFG_LEAF("mode", struct cfg_raw_milter_listener, mode),
+    CYAML_FIELD_SEQUENCE("capture_domains", CFG_SECTION_FLAGS, struct cfg_raw_milter_listener,
+                         capture_domains, &cfg_string_entry, 0, CFG_MILTER_LIST_MAX),
+    CYAML_FIELD_SEQUENCE("capture_addresses", CFG_SECTION_FLAGS, struct cfg_raw_milter_listener,
+                         capture_addresses, &cfg_string_entry, 0, CFG_MILTER_LIST_MAX),
+    CFG_LEAF("route_header", struct cfg_raw_milter_listener, route_header),
+    CFG_LEAF("hold_header", struct cfg_raw_milter_listener, hold_header),
+    CFG_LEAF("reject_text", struct cfg_raw_milter_listener, reject_text),
+    CYAML_FIELD_END
+};
+
+static const cyaml_schema_value_t cfg_milter_listener_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct cfg_raw_milter_listener, cfg_milter_listener_fields),
+};
+
+static const cyaml_schema_field_t cfg_milter_fields[] = {
+    CFG_LEAF("max_headers", struct cfg_raw_milter, max_headers),
+    CFG_LEAF("header_size_limit", struct cfg_raw_milter, header_size_limit),
+    CFG_LEAF("message_size_limit", struct cfg_raw_milter, message_size_limit),
+    CFG_LEAF("timeout", struct cfg_raw_milter, timeout),
+    CYAML_FIELD_SEQUENCE("listeners", CFG_SECTION_FLAGS, struct cfg_raw_milter, listeners,
+                         &cfg_milter_listener_schema, 0, CFG_LISTENERS_MAX),
+    CYAML_FIELD_END
+};
+
 static const cyaml_schema_field_t cfg_delivery_fields[] = {
     CFG_LEAF("default_transport", struct cfg_raw_delivery, default_transport),
     CFG_LEAF("workers", struct cfg_raw_delivery, workers),
@@ -199,6 +249,7 @@ static const cyaml_schema_field_t cfg_top_fields[] = {
     CYAML_FIELD_MAPPING_PTR("redis", CFG_SECTION_FLAGS, struct cfg_raw, redis, cfg_redis_fields),
     CYAML_FIELD_MAPPING_PTR("spool", CFG_SECTION_FLAGS, struct cfg_raw, spool, cfg_spool_fields),
     CYAML_FIELD_MAPPING_PTR("lmtp", CFG_SECTION_FLAGS, struct cfg_raw, lmtp, cfg_lmtp_fields),
+    CYAML_FIELD_MAPPING_PTR("milter", CFG_SECTION_FLAGS, struct cfg_raw, milter, cfg_milter_fields),
     CYAML_FIELD_MAPPING_PTR("delivery", CFG_SECTION_FLAGS, struct cfg_raw, delivery, cfg_delivery_fields),
     CYAML_FIELD_MAPPING_PTR("capture", CFG_SECTION_FLAGS, struct cfg_raw, capture, cfg_capture_fields),
     CYAML_FIELD_END
@@ -780,6 +831,162 @@ static void cfg_build_lmtp(struct cfg_ctx *cx, const struct cfg_raw_lmtp *rm, st
     }
 }
 
+/* cfg_milter_header_name - an RFC 5322 field name (printable ASCII but ':') */
+static char *cfg_milter_header_name(struct cfg_ctx *cx, const char *path, const char *raw)
+{
+    const char *s = cfg_val(cx, path, raw);
+    char echo[CFG_ECHO_MAX];
+    size_t n;
+
+    if (s == NULL)
+        return NULL;
+    n = strlen(s);
+    for (size_t i = 0; i < n; i++)
+        if (s[i] <= 32 || s[i] >= 127 || s[i] == ':')
+            n = 0;
+    if (n == 0 || n > 64) {
+        cfg_err_key(cx, path, "\"%s\" is not a header field name (1 to 64 printable ASCII "
+                    "characters, no colon or space)", cfg_echo(echo, sizeof(echo), s));
+        return NULL;
+    }
+    return xstrdup(s);
+}
+
+/* cfg_milter_addr_ok - libmilter's "inet:PORT@HOST", "inet6:PORT@HOST" or "unix:/PATH" */
+static bool cfg_milter_addr_ok(const char *s, char *why, size_t whysize)
+{
+    const char *at, *p;
+    unsigned long port;
+    char *end;
+
+    if (strncmp(s, "unix:", 5) == 0 || strncmp(s, "local:", 6) == 0) {
+        p = strchr(s, ':') + 1;
+        if (p[0] != '/' || strlen(p) >= sizeof(((struct sockaddr_un *) NULL)->sun_path)) {
+            (void) snprintf(why, whysize, "a UNIX socket needs an absolute path shorter than 108 bytes");
+            return false;
+        }
+        return true;
+    }
+    if (strncmp(s, "inet:", 5) == 0)
+        p = s + 5;
+    else if (strncmp(s, "inet6:", 6) == 0)
+        p = s + 6;
+    else {
+        (void) snprintf(why, whysize, "expected inet:PORT@HOST, inet6:PORT@HOST or unix:/PATH");
+        return false;
+    }
+    errno = 0;
+    port = strtoul(p, &end, 10);
+    at = end;
+    if (errno != 0 || end == p || port == 0 || port > 65535 || *at != '@' || at[1] == '\0') {
+        (void) snprintf(why, whysize, "expected inet:PORT@HOST with a port from 1 to 65535 and a host");
+        return false;
+    }
+    for (p = at + 1; *p != '\0'; p++)
+        if (!cfg_is_alnum((unsigned char) *p) && strchr(".-:_[]", *p) == NULL) {
+            (void) snprintf(why, whysize, "bad character in the host");
+            return false;
+        }
+    return true;
+}
+
+/* cfg_milter_list - normalised domain patterns or mailboxes */
+static char **cfg_milter_list(struct cfg_ctx *cx, const char *path, char **raw, unsigned n,
+                              bool domains, size_t *nout)
+{
+    char **v = n > 0 ? xcalloc(n, sizeof(*v)) : NULL;
+    size_t k = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        char out[512], p[CFG_KEYPATH_MAX], echo[CFG_ECHO_MAX];
+        struct sy_err e;
+        int rc;
+
+        (void) snprintf(p, sizeof(p), "%s[%u]", path, i);
+        if (raw[i] == NULL)
+            continue;
+        rc = domains ? rules_domain_norm(raw[i], strlen(raw[i]), RULES_DOMAIN_SUFFIX, out, sizeof(out), &e)
+                     : rules_addr_norm(raw[i], strlen(raw[i]), out, sizeof(out), &e);
+        if (rc != SY_OK) {
+            cfg_err_key(cx, p, "\"%s\" is not a valid %s", cfg_echo(echo, sizeof(echo), raw[i]),
+                        domains ? "domain pattern" : "mailbox");
+            continue;
+        }
+        v[k++] = xstrdup(out);
+    }
+    *nout = k;
+    return v;
+}
+
+static const char *const cfg_milter_mode_names[] = { "capture", "policy" };
+
+/* cfg_build_milter - the milter: section (milter/milter.h) */
+static void cfg_build_milter(struct cfg_ctx *cx, const struct cfg_raw_milter *rm, struct config *cfg)
+{
+    static const struct cfg_raw_milter none;
+    struct cfg_milter *mc = &cfg->milter;
+    uint64_t v;
+
+    if (rm == NULL)
+        rm = &none;
+    (void) cfg_unsigned(cx, "milter.max_headers", rm->max_headers, 10, 100000, 1000, &mc->max_headers);
+    (void) cfg_size(cx, "milter.header_size_limit", rm->header_size_limit, 1024, 1024 * CFG_KIB - 1024,
+                    102400, &v);
+    mc->header_size_limit = (size_t) v;
+    (void) cfg_size(cx, "milter.message_size_limit", rm->message_size_limit, CFG_KIB, 2 * CFG_GIB,
+                    cfg->lmtp.message_size_limit, &mc->message_size_limit);
+    (void) cfg_duration(cx, "milter.timeout", rm->timeout, CFG_SEC, CFG_HOUR, 300 * CFG_SEC,
+                        &mc->timeout_ms);
+    if (rm->listeners_count > 1)
+        cfg_err_key(cx, "milter.listeners", "at most one milter listener per process (libmilter "
+                    "serves one socket; see docs/sendmail.md for running several)");
+    if (rm->listeners_count == 0)
+        return;
+    mc->nlisteners = 1;
+    mc->listeners = xcalloc(1, sizeof(*mc->listeners));
+    for (size_t i = 0; i < mc->nlisteners; i++) {
+        const struct cfg_raw_milter_listener *rl = &rm->listeners[i];
+        struct cfg_milter_listener *l = &mc->listeners[i];
+        char p[CFG_KEYPATH_MAX], why[128], echo[CFG_ECHO_MAX];
+        const char *s;
+
+        (void) snprintf(p, sizeof(p), "milter.listeners[%zu].name", i);
+        s = cfg_val(cx, p, rl->name);
+        l->name = s != NULL ? cfg_name(cx, p, s, 64, "._-", "listener name") : xstrdup("milter");
+        for (size_t j = 0; l->name != NULL && j < cfg->lmtp.nlisteners; j++)
+            if (strcmp(cfg->lmtp.listeners[j].name, l->name) == 0)
+                cfg_err_key(cx, p, "the name \"%s\" is already used by lmtp.listeners[%zu]", l->name, j);
+        (void) snprintf(p, sizeof(p), "milter.listeners[%zu].address", i);
+        s = cfg_val(cx, p, rl->address);
+        if (s == NULL)
+            cfg_err_key(cx, p, "required key is missing (inet:PORT@HOST or unix:/PATH)");
+        else if (!cfg_milter_addr_ok(s, why, sizeof(why)))
+            cfg_err_key(cx, p, "\"%s\": %s", cfg_echo(echo, sizeof(echo), s), why);
+        else
+            l->address = xstrdup(s);
+        (void) snprintf(p, sizeof(p), "milter.listeners[%zu].mode", i);
+        (void) cfg_enum(cx, p, rl->mode, cfg_milter_mode_names, 2, "capture, policy",
+                        CFG_MILTER_CAPTURE, &l->mode);
+        (void) snprintf(p, sizeof(p), "milter.listeners[%zu].capture_domains", i);
+        l->capture_domains = cfg_milter_list(cx, p, rl->capture_domains, rl->capture_domains_count,
+                                             true, &l->ncapture_domains);
+        (void) snprintf(p, sizeof(p), "milter.listeners[%zu].capture_addresses", i);
+        l->capture_addresses = cfg_milter_list(cx, p, rl->capture_addresses,
+                                               rl->capture_addresses_count, false,
+                                               &l->ncapture_addresses);
+        (void) snprintf(p, sizeof(p), "milter.listeners[%zu].route_header", i);
+        l->route_header = cfg_milter_header_name(cx, p, rl->route_header);
+        (void) snprintf(p, sizeof(p), "milter.listeners[%zu].hold_header", i);
+        l->hold_header = cfg_milter_header_name(cx, p, rl->hold_header);
+        (void) snprintf(p, sizeof(p), "milter.listeners[%zu].reject_text", i);
+        s = cfg_val(cx, p, rl->reject_text);
+        if (s != NULL && (strlen(s) > 200 || !text_is_clean(s, strlen(s)) || strchr(s, '%') != NULL))
+            cfg_err_key(cx, p, "1 to 200 printable characters without %%");
+        else
+            l->reject_text = xstrdup(s != NULL ? s : "Recipient address rejected");
+    }
+}
+
 /* cfg_build_rest - spool, delivery, capture */
 static void cfg_build_rest(struct cfg_ctx *cx, const struct cfg_raw *r, struct config *cfg)
 {
@@ -849,6 +1056,7 @@ static struct config *cfg_build(struct cfg_ctx *cx, const struct cfg_raw *r, con
     cfg_build_top(cx, r, cfg);
     cfg_build_redis(cx, r->redis, &cfg->redis);
     cfg_build_lmtp(cx, r->lmtp, cfg);
+    cfg_build_milter(cx, r->milter, cfg);
     cfg_build_rest(cx, r, cfg);
     cfg_relay_build(cx, cfg);
     if (cx->nproblems > 0) {
@@ -1071,6 +1279,36 @@ void config_dump(const struct config *cfg, FILE *out)
                        l->trusted ? "true" : "false");
     }
 
+    (void) fprintf(out, "milter:\n  max_headers: %u\n  header_size_limit: %zu\n"
+                   "  message_size_limit: %llu\n", cfg->milter.max_headers,
+                   cfg->milter.header_size_limit, (unsigned long long) cfg->milter.message_size_limit);
+    cfg_dump_dur(out, "  ", "timeout", cfg->milter.timeout_ms);
+    (void) fputs(cfg->milter.nlisteners > 0 ? "  listeners:\n" : "  listeners: []\n", out);
+    for (size_t i = 0; i < cfg->milter.nlisteners; i++) {
+        const struct cfg_milter_listener *l = &cfg->milter.listeners[i];
+
+        cfg_dump_kv(out, "    - ", "name", l->name);
+        cfg_dump_kv(out, "      ", "address", l->address);
+        cfg_dump_kv(out, "      ", "mode", cfg_milter_mode_names[l->mode == CFG_MILTER_POLICY]);
+        (void) fputs(l->ncapture_domains > 0 ? "      capture_domains:\n" : "      capture_domains: []\n", out);
+        for (size_t k = 0; k < l->ncapture_domains; k++) {
+            (void) fputs("        - ", out);
+            cfg_dump_str(out, l->capture_domains[k]);
+            (void) fputc('\n', out);
+        }
+        (void) fputs(l->ncapture_addresses > 0 ? "      capture_addresses:\n" : "      capture_addresses: []\n", out);
+        for (size_t k = 0; k < l->ncapture_addresses; k++) {
+            (void) fputs("        - ", out);
+            cfg_dump_str(out, l->capture_addresses[k]);
+            (void) fputc('\n', out);
+        }
+        if (l->route_header != NULL)
+            cfg_dump_kv(out, "      ", "route_header", l->route_header);
+        if (l->hold_header != NULL)
+            cfg_dump_kv(out, "      ", "hold_header", l->hold_header);
+        cfg_dump_kv(out, "      ", "reject_text", l->reject_text);
+    }
+
     (void) fputs("delivery:\n", out);
     cfg_dump_kv(out, "  ", "default_transport", dc->default_transport);
     (void) fprintf(out, "  workers: %u\n", dc->workers);
@@ -1101,6 +1339,22 @@ void config_free(struct config *cfg)
     }
     free(cfg->lmtp.listeners);
     free(cfg->lmtp.hostname);
+    for (size_t i = 0; i < cfg->milter.nlisteners; i++) {
+        struct cfg_milter_listener *l = &cfg->milter.listeners[i];
+
+        for (size_t k = 0; k < l->ncapture_domains; k++)
+            free(l->capture_domains[k]);
+        for (size_t k = 0; k < l->ncapture_addresses; k++)
+            free(l->capture_addresses[k]);
+        free(l->capture_domains);
+        free(l->capture_addresses);
+        free(l->name);
+        free(l->address);
+        free(l->route_header);
+        free(l->hold_header);
+        free(l->reject_text);
+    }
+    free(cfg->milter.listeners);
     free(cfg->redis.address);
     cfg_addr_free(&cfg->redis.addr);
     if (cfg->redis.password != NULL) {

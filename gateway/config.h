@@ -62,6 +62,38 @@ struct cfg_lmtp {
     uint64_t futurerelease_max_ms;  /* longest HOLDFOR/HOLDUNTIL accepted; default 7 days */
 };
 
+/* ---- milter (milter/milter.h) ---------------------------------------------- */
+
+/* What a milter listener does with a message. */
+enum cfg_milter_mode {
+    CFG_MILTER_CAPTURE = 0,         /* switchyard takes over delivery of the captured recipients */
+    CFG_MILTER_POLICY               /* the MTA delivers; switchyard holds, tags, checks RCPT */
+};
+
+struct cfg_milter_listener {
+    char *name;                     /* unique among all listeners; default "milter<N>" */
+    char *address;                  /* libmilter syntax as written: "inet:PORT@HOST", "unix:PATH" */
+    int mode;                       /* enum cfg_milter_mode; default capture */
+    /* capture: which recipients; all when both lists are empty */
+    char **capture_domains;         /* normalised patterns ("example.net", ".example.net") */
+    size_t ncapture_domains;
+    char **capture_addresses;       /* normalised mailboxes */
+    size_t ncapture_addresses;
+    /* policy */
+    char *route_header;             /* header naming the route; NULL = off (default) */
+    char *hold_header;              /* header naming the hold rule that matched; NULL = off */
+    char *reject_text;              /* text of the 550 5.1.1 RCPT refusal */
+};
+
+struct cfg_milter {
+    struct cfg_milter_listener *listeners;  /* 0 or 1 (libmilter: one socket per process) */
+    size_t nlisteners;
+    unsigned max_headers;           /* header fields per message: 1000 */
+    size_t header_size_limit;       /* bytes of one header field: 102400 (Postfix header_size_limit) */
+    uint64_t message_size_limit;    /* default lmtp.message_size_limit */
+    uint64_t timeout_ms;            /* libmilter read timeout (smfi_settimeout): 300 s */
+};
+
 struct cfg_redis {
     char *address;                  /* "unix:/path" or "host:port"; NULL: localserve starts its own */
     struct cfg_addr addr;           /* parsed address */
@@ -204,6 +236,7 @@ struct config {
     struct cfg_redis redis;
     struct cfg_spool spool;
     struct cfg_lmtp lmtp;
+    struct cfg_milter milter;       /* milter: section; no listeners when absent */
     struct cfg_delivery delivery;
     struct cfg_capture capture;
     /* Every transport, in file order, then the implicit "capture" when the

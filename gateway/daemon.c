@@ -20,6 +20,7 @@
 #include "gateway/spool.h"
 #include "gateway/util/log.h"
 #include "lmtp/lmtp_server.h"
+#include "milter/milter.h"
 
 /* While Redis is unreachable at start-up, reconciliation is retried this
  * often; the listeners answer 451 4.3.0 meanwhile. */
@@ -98,6 +99,7 @@ int daemon_run(const struct config *cfg)
     struct queue_pool *qp;
     struct intake *in;
     struct lmtp_server *srv;
+    struct milter_server *ml = NULL;
     struct deliver *dl;
     struct passwd *pw;
     sigset_t set;
@@ -136,8 +138,14 @@ int daemon_run(const struct config *cfg)
     qp = queue_pool_new(&cfg->redis, cfg->node);
     in = intake_new(cfg, sp, qp);
     srv = lmtp_server_new(cfg, in, &err);
+    /* The milter socket is bound before the privilege drop too. */
+    if (srv != NULL && cfg->milter.nlisteners > 0 && (ml = milter_server_new(cfg, in, &err)) == NULL) {
+        lmtp_server_free(srv);
+        srv = NULL;
+    }
     if (srv == NULL || daemon_drop_privileges(pw, &err) != SY_OK) {
         log_error(NULL, "%s", err.text);
+        milter_server_free(ml);
         lmtp_server_free(srv);
         intake_free(in);
         queue_pool_free(qp);
@@ -153,8 +161,10 @@ int daemon_run(const struct config *cfg)
 
     dl = deliver_new(cfg, sp, qp, in);
     intake_set_notify(in, deliver_kick, dl);
-    if (lmtp_server_start(srv, &err) != SY_OK || deliver_start(dl, &err) != SY_OK) {
+    if (lmtp_server_start(srv, &err) != SY_OK || deliver_start(dl, &err) != SY_OK ||
+        (ml != NULL && milter_server_start(ml, &err) != SY_OK)) {
         log_error(NULL, "%s", err.text);
+        milter_server_free(ml);
         deliver_free(dl);
         lmtp_server_free(srv);
         intake_free(in);
@@ -183,10 +193,12 @@ int daemon_run(const struct config *cfg)
         }
     }
     log_info(NULL, "stopping on signal %d", sig);
+    milter_server_stop(ml);
     lmtp_server_stop(srv);
     deliver_stop(dl);
     intake_set_notify(in, NULL, NULL);
     deliver_free(dl);
+    milter_server_free(ml);
     lmtp_server_free(srv);
     intake_free(in);
     queue_pool_free(qp);

@@ -191,6 +191,21 @@ int intake_write(struct intake_txn *t, const void *p, size_t n, struct sy_err *e
     return spool_write(t->w, p, n, err);
 }
 
+int intake_write_trace(struct intake_txn *t, const void *p, size_t n, struct sy_err *err)
+{
+    const unsigned char *c = p;
+
+    if (!t->eightbit)
+        for (size_t i = 0; i < n; i++)
+            if (c[i] >= 0x80) {
+                t->eightbit = 1;
+                break;
+            }
+    intake_scan_headers(t, p, n);
+    t->size += n;
+    return spool_write(t->w, p, n, err);
+}
+
 /* intake_header - the first header field called name (with its colon),
  * unfolded, into a new string (free()), or NULL */
 static char *intake_header(const struct buf *hdr, const char *name)
@@ -328,6 +343,27 @@ static int intake_hold_match(struct intake *in, struct queue *q, const struct en
         }
     }
     pthread_mutex_unlock(&in->hold_lock);
+    return rc;
+}
+
+int intake_hold_check(struct intake *in, const struct envelope *env, uint64_t *rule,
+                      struct sy_err *err)
+{
+    unsigned char *held = xcalloc(env->nrcpt + 1, 1);
+    struct queue_hold_tag *tags = xcalloc(env->nrcpt + 1, sizeof(*tags));
+    struct queue *q = queue_get(in->qp, err);
+    size_t ntags = 0;
+    int rc = SY_ETEMP;
+
+    *rule = 0;
+    if (q != NULL) {
+        rc = intake_hold_match(in, q, env, held, tags, &ntags, err);
+        queue_put(in->qp, q);
+    }
+    if (rc == SY_OK && ntags > 0)
+        *rule = tags[0].rule;
+    free(held);
+    free(tags);
     return rc;
 }
 

@@ -53,10 +53,20 @@ struct intake_txn *intake_begin(struct intake *in, const struct envelope *env,
                                 struct sy_err *err);
 /* Appends message bytes exactly as they will be stored. */
 int intake_write(struct intake_txn *t, const void *p, size_t n, struct sy_err *err);
+/* Like intake_write(), but the bytes stay out of the duplicate digest:
+ * for the MTA's own trace field (milter), which differs on the client's
+ * retry of the same message (a new MTA queue id and time). */
+int intake_write_trace(struct intake_txn *t, const void *p, size_t n, struct sy_err *err);
 /* Makes the message durable (spool fsync, then Redis) and frees t,
  * whatever the outcome. On SY_OK, qid receives the queue id. */
 int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err);
 void intake_abort(struct intake_txn *t);   /* frees t; NULL is a no-op */
+
+/* Policy check (milter policy mode): *rule receives the id of the first
+ * hold rule (cached as for commits) that holds some recipient of env now,
+ * 0 when none. SY_OK or a Redis error (4.3.0). */
+int intake_hold_check(struct intake *in, const struct envelope *env, uint64_t *rule,
+                      struct sy_err *err);
 
 /* Start-up reconciliation and `queue rebuild`: removes stale temporary
  * files, re-indexes spool files missing from Redis from their envelope

@@ -14,6 +14,7 @@ PKGS=(
     redis-server redis-tools
     # test peers
     postfix swaks python3-aiosmtpd python3-pytest miltertest python3-milter
+    python3-dkim
     libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl
     dovecot-core gsasl
     openssl curl procps

@@ -1,0 +1,303 @@
+"""test_milter_protocol.py - the capture milter driven by miltertest (Lua)
+and by a raw milter-protocol client (QUIT_NC), with no MTA in between.
+
+miltertest negotiates as Sendmail does (every step and action offered);
+milter_protocol.lua runs the protocol cases, then this file checks what
+the capture transport delivered, byte for byte.
+"""
+import glob
+import json
+import os
+import socket
+import struct
+
+import pytest
+
+import sylib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LUA = os.path.join(HERE, "milter_protocol.lua")
+
+
+def milter_overrides(port, **listener):
+    l = {"name": "mt", "address": "inet:%d@127.0.0.1" % port, "mode": "capture"}
+    l.update(listener)
+    return {"milter": {"listeners": [l]},
+            "delivery": {"workers": 2, "default_transport": "capture"}}
+
+
+def start_milter(switchyard, port, **listener):
+    sw = switchyard(overrides=milter_overrides(port, **listener))
+    sylib.wait_for(lambda: sylib.port_open(port), 30, "milter port %d" % port)
+    return sw
+
+
+def delivered(sw):
+    """{recipient: [(json, eml bytes)]} of every capture file."""
+    out = {}
+    for f in sorted(glob.glob(os.path.join(sw.capture_dir, "*.json"))):
+        with open(f) as fh:
+            j = json.load(fh)
+        with open(f[:-5] + ".eml", "rb") as fh:
+            out.setdefault(j["recipient"], []).append((j, fh.read()))
+    return out
+
+
+def wait_delivered(sw, rcpts, timeout=60):
+    return sylib.wait_for(lambda: (lambda d: d if all(r in d for r in rcpts) else None)(delivered(sw)),
+                          timeout, "capture files for %s; log:\n%s" % (rcpts, sw.log_tail()))
+
+
+def test_miltertest_protocol_cases(switchyard, free_port):
+    port = free_port()
+    sw = start_milter(switchyard, port)
+    p = sylib.run(["miltertest", "-D", "SOCK=inet:%d@127.0.0.1" % port, "-s", LUA],
+                  check=False, timeout=180)
+    assert p.returncode == 0 and "all passed" in p.stdout, \
+        "miltertest failed:\n%s\n%s\nswitchyard log:\n%s" % (p.stdout, p.stderr, sw.log_tail())
+
+    rcpts = ["after-abort@example.net", "second@example.net", "nomacros@example.net",
+             "headers1000@example.net", "chunks@example.net", "dotlf@example.net"]
+    d = wait_delivered(sw, rcpts)
+    for r in rcpts:
+        assert len(d[r]) == 1, "%s delivered %d times" % (r, len(d[r]))
+        j, eml = d[r][0]
+        assert j["listener"] == "mt"
+        assert j["sender"] == "sender@example.org"
+    # Nothing from aborted or refused messages, no recipient leaked into the
+    # next message's envelope.
+    for r in ("abort1@example.net", "headers1001@example.net"):
+        assert r not in d, "%s must not be delivered" % r
+    qids = {}
+    for r in rcpts:
+        j = d[r][0][0]
+        qids.setdefault(j["qid"], []).append(r)
+    assert all(len(v) == 1 for v in qids.values()), qids
+
+    j, eml = d["after-abort@example.net"][0]
+    assert eml == b"Subject: after abort\r\nMessage-ID: <after-abort@example.org>\r\n\r\nsecond message\r\n"
+    assert b"never stored" not in eml
+    assert j["message_id"] == "<after-abort@example.org>"
+    assert j["client_addr"] == "127.0.0.1" and j["client_name"] == "client.example"
+
+    j, eml = d["nomacros@example.net"][0]
+    assert eml == b"Subject: no macros\r\n\r\nno macros\r\n"
+
+    _, eml = d["headers1000@example.net"][0]
+    exp = b"Subject:  two spaces, then\r\n\tfolded\r\nX-No-Space: value\r\n"
+    exp += b"".join(b"X-H%d: %d\r\n" % (i, i) for i in range(3, 1001))
+    exp += b"\r\nmany headers\r\n"
+    assert eml == exp
+
+    _, eml = d["chunks@example.net"][0]
+    assert eml == b"Subject: chunks\r\n\r\n" + b"".join(b"line %d\r\n" % i for i in range(1, 3001))
+
+    _, eml = d["dotlf@example.net"][0]
+    assert eml == (b"Subject: dot and LF\r\n\r\nbefore\r\n.\r\nafter dot\r\nbare lf\r\n"
+                   b"split crlf\r\n.\r\nend\r\n")
+
+    # mta_qid and the account come from the macros
+    log = sw.log_text
+    assert "mta_qid=QAFTER1" in log
+    assert "mta_qid=QABORT1" not in log.replace("mta_qid=QAFTER1", "")
+
+
+# --------------------------------------------------------------------------
+# A raw milter client (the MTA side of the protocol) for what miltertest
+# cannot send: SMFIC_QUIT_NC, connection reuse for a new SMTP session.
+
+SMFI_V6 = 6
+
+
+class RawMilter:
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
+
+    def send(self, cmd, data=b""):
+        self.s.sendall(struct.pack(">I", len(data) + 1) + cmd + data)
+
+    def recv(self):
+        hdr = self._read(4)
+        n = struct.unpack(">I", hdr)[0]
+        body = self._read(n)
+        return body[:1], body[1:]
+
+    def _read(self, n):
+        b = b""
+        while len(b) < n:
+            c = self.s.recv(n - len(b))
+            if not c:
+                raise EOFError("milter closed the connection")
+            b += c
+        return b
+
+    def negotiate(self):
+        # all actions (0x1ff), all protocol steps and flags Postfix offers
+        self.send(b"O", struct.pack(">III", SMFI_V6, 0x1ff, 0x1fffff))
+        cmd, data = self.recv()
+        assert cmd == b"O", cmd
+        return struct.unpack(">III", data[:12])
+
+    def macro(self, for_cmd, **kv):
+        data = for_cmd
+        for k, v in kv.items():
+            data += k.encode() + b"\0" + v.encode() + b"\0"
+        self.send(b"D", data)
+
+    def connect(self, host, addr):
+        self.send(b"C", host.encode() + b"\0" + b"4" + struct.pack(">H", 25) + addr.encode() + b"\0")
+        return self.recv()
+
+    def cmd(self, c, *args):
+        self.send(c, b"".join(a.encode() + b"\0" for a in args))
+
+    def message(self, qid, rcpt, body):
+        self.macro(b"M", i=qid)
+        self.cmd(b"M", "<from@example.org>")
+        assert self.recv()[0] == b"c"
+        self.cmd(b"R", "<%s>" % rcpt)
+        assert self.recv()[0] == b"c"
+        self.send(b"L", b"Subject\0 reuse\0")
+        r = self.recv()[0]
+        if r != b"c":
+            return r
+        self.send(b"N")
+        assert self.recv()[0] == b"c"
+        self.send(b"B", body)
+        assert self.recv()[0] == b"c"
+        self.send(b"E")
+        # modification actions first, then the final reply
+        while True:
+            c, _ = self.recv()
+            if c in (b"a", b"d", b"t", b"r", b"y", b"c"):
+                return c
+
+
+def test_quit_nc_connection_reuse(switchyard, free_port):
+    """QUIT_NC, as Sendmail sends it when the next SMTP session reuses the
+    milter connection: nothing of the first session may reach the second.
+    (libmilter accepts QUIT_NC only after an end of message answered with
+    CONTINUE, which is what a message switchyard leaves to the MTA gets.)"""
+    port = free_port()
+    sw = start_milter(switchyard, port, capture_domains=["example.net"])
+    m = RawMilter(port)
+    _, act, proto = m.negotiate()
+    assert proto & 0x100000, "SMFIP_HDR_LEADSPC not requested"
+    assert act & 0x08, "SMFIF_DELRCPT not requested"
+    assert m.connect("first.example", "127.0.0.1")[0] == b"c"
+    # partial: one captured (deleted from the MTA's copy), one left
+    m.macro(b"M", i="QNC1", **{"{auth_authen}": "bob"})
+    m.cmd(b"M", "<from1@example.org>")
+    assert m.recv()[0] == b"c"
+    m.cmd(b"R", "<reuse1@example.net>")
+    assert m.recv()[0] == b"c"
+    m.cmd(b"R", "<local@elsewhere.example>")
+    assert m.recv()[0] == b"c"
+    m.send(b"L", b"Subject\0 first\0")
+    assert m.recv()[0] == b"c"
+    m.send(b"L", b"X-Tight\0tight\0")       # "X-Tight:tight" as received
+    assert m.recv()[0] == b"c"
+    m.send(b"L", b"X-Fold\0  a\n\tb\0")      # folded, LF as Postfix sends it
+    assert m.recv()[0] == b"c"
+    m.send(b"N")
+    assert m.recv()[0] == b"c"
+    m.send(b"B", b"first session\r\n")
+    assert m.recv()[0] == b"c"
+    m.send(b"E")
+    c, data = m.recv()
+    assert (c, data) == (b"-", b"<reuse1@example.net>\0"), (c, data)      # SMFIR_DELRCPT
+    assert m.recv()[0] == b"c"
+    m.send(b"K")                    # SMFIC_QUIT_NC
+    assert m.connect("second.example", "127.0.0.2")[0] == b"c"
+    assert m.message("QNC2", "reuse2@example.net", b"second session\r\n") == b"d"
+    m.send(b"Q")
+    m.s.close()
+    d = wait_delivered(sw, ["reuse1@example.net", "reuse2@example.net"])
+    assert "local@elsewhere.example" not in d
+    j, eml = d["reuse2@example.net"][0]
+    assert eml == b"Subject: reuse\r\n\r\nsecond session\r\n"
+    assert j["sender"] == "from@example.org"
+    assert j["client_name"] == "second.example" and j["client_addr"] == "127.0.0.2"
+    j1, eml1 = d["reuse1@example.net"][0]
+    assert j1["client_name"] == "first.example" and j1["sender"] == "from1@example.org"
+    assert eml1 == b"Subject: first\r\nX-Tight:tight\r\nX-Fold:  a\r\n\tb\r\n\r\nfirst session\r\n"
+    log = sw.log_text
+    assert "captured 1 of 2 recipient(s), mta_qid=QNC1" in log
+    assert "captured 1 of 1 recipient(s), mta_qid=QNC2" in log
+
+
+def test_oversized_headers(switchyard, free_port):
+    """A field over header_size_limit is refused with 552 5.3.4; a 1 MB
+    field is past libmilter's packet limit: the connection is dropped. The
+    milter keeps serving either way."""
+    port = free_port()
+    sw = start_milter(switchyard, port)
+    m = RawMilter(port)
+    m.negotiate()
+    assert m.connect("c.example", "127.0.0.1")[0] == b"c"
+    m.macro(b"M", i="QBIG")
+    m.cmd(b"M", "<from@example.org>")
+    assert m.recv()[0] == b"c"
+    m.cmd(b"R", "<big@example.net>")
+    assert m.recv()[0] == b"c"
+    m.send(b"L", b"X-Big\0 " + b"b" * (200 * 1024) + b"\0")
+    c, data = m.recv()
+    assert c == b"y" and data.startswith(b"552 5.3.4 "), (c, data[:80])
+    m.send(b"Q")
+    m.s.close()
+
+    m = RawMilter(port)
+    m.negotiate()
+    assert m.connect("c.example", "127.0.0.1")[0] == b"c"
+    m.cmd(b"M", "<from@example.org>")
+    assert m.recv()[0] == b"c"
+    m.cmd(b"R", "<huge@example.net>")
+    assert m.recv()[0] == b"c"
+    try:
+        m.send(b"L", b"X-Huge\0 " + b"h" * (1024 * 1024) + b"\0")
+        c, data = m.recv()
+        assert c in (b"y", b"r", b"t"), c
+    except (EOFError, ConnectionError):
+        pass
+    m.s.close()
+
+    m = RawMilter(port)
+    m.negotiate()
+    assert m.connect("c.example", "127.0.0.1")[0] == b"c"
+    assert m.message("QAFTER", "after-big@example.net", b"still serving\r\n") == b"d"
+    m.send(b"Q")
+    m.s.close()
+    d = wait_delivered(sw, ["after-big@example.net"])
+    assert "big@example.net" not in d and "huge@example.net" not in d
+
+
+def test_commit_failure_tempfails(switchyard, free_port, redis):
+    """Redis gone at end of message: 451 4.3.0, TEMPFAIL, nothing queued."""
+    port = free_port()
+    sw = start_milter(switchyard, port)
+    m = RawMilter(port)
+    m.negotiate()
+    assert m.connect("c.example", "127.0.0.1")[0] == b"c"
+    redis.pause()
+    try:
+        m.macro(b"M", i="QFAIL")
+        m.cmd(b"M", "<from@example.org>")
+        assert m.recv()[0] == b"c"
+        m.cmd(b"R", "<fail@example.net>")
+        assert m.recv()[0] == b"c"
+        m.send(b"L", b"Subject\0 fail\0")
+        assert m.recv()[0] == b"c"
+        m.send(b"N")
+        assert m.recv()[0] == b"c"
+        m.send(b"B", b"body\r\n")
+        assert m.recv()[0] == b"c"
+        m.send(b"E")
+        c, data = m.recv()
+        assert c == b"y", (c, data)             # SMFIR_REPLYCODE
+        assert data.startswith(b"451 4.3.0 "), data
+    finally:
+        redis.resume()
+    m.send(b"Q")
+    m.s.close()
+    assert not os.listdir(os.path.join(sw.spool_dir, "q")) if os.path.isdir(
+        os.path.join(sw.spool_dir, "q")) else True
