@@ -219,7 +219,10 @@ static int client_auth(struct smtp_client *c, struct sy_err *err)
         char when[64];
 
         (void) snprintf(when, sizeof(when), "AUTH %s failed", sasl_mech_name(mech));
-        st = client_reply_err(&c->reply, err, when, true);
+        /* Only 535 (RFC 4954: credentials invalid) bounces; 530, 534, 538
+         * and the rest say our configuration or the server is wrong:
+         * keep the mail while someone fixes that. */
+        st = client_reply_err(&c->reply, err, when, smtp_reply_code(&c->reply) == 535);
     }
 done:
     if (out != NULL) {
@@ -388,6 +391,7 @@ struct client_txn {
     size_t n;
     bool *done;             /* rcpts[i] has its result */
     bool *accepted;         /* RCPT accepted, waiting for the data's reply */
+    bool *sent;             /* RCPT sent in the current batch: one reply to read */
     bool dsn;               /* the server has DSN */
 };
 
@@ -596,12 +600,14 @@ static int txn_rcpts(struct smtp_client *c, const struct transport_msg *msg, str
         for (; i < x->n && i - first < batch; i++) {
             const struct env_rcpt *r = &msg->env->rcpts[x->rcpts[i].idx];
 
+            x->sent[i] = false;
             if (!text_is_clean(r->addr, strlen(r->addr))) {
                 txn_set(x, i, SY_EPERM, "5.1.3 bad recipient address syntax");
                 continue;
             }
             if ((rc = txn_rcpt_cmd(c, r, &b)) != SY_OK)
                 break;
+            x->sent[i] = true;
         }
         if (rc != SY_OK)
             break;
@@ -618,7 +624,9 @@ static int txn_rcpts(struct smtp_client *c, const struct transport_msg *msg, str
                     txn_set_reply(x, k, &c->reply);
         }
         for (size_t k = first; k < i; k++) {
-            if (x->done[k])
+            /* One reply per RCPT sent, also when MAIL was refused (its
+             * results are set): the session stays in step. */
+            if (!x->sent[k])
                 continue;   /* not sent (bad syntax) */
             rc = smtp_conn_read_reply(c->conn, &c->reply, client_deadline(c->cfg.command_timeout_ms), err);
             if (rc != SY_OK)
@@ -662,6 +670,7 @@ int smtp_client_send(struct smtp_client *c, const struct transport_msg *msg,
 
     x.done = xcalloc(n, sizeof(bool));
     x.accepted = xcalloc(n, sizeof(bool));
+    x.sent = xcalloc(n, sizeof(bool));
     for (size_t i = 0; i < n; i++) {
         rcpts[i].code = SY_ETEMP;
         rcpts[i].reply[0] = '\0';
@@ -748,12 +757,14 @@ int smtp_client_send(struct smtp_client *c, const struct transport_msg *msg,
         goto out;
     }
     for (size_t i = 0; i < n; i++)
-        if (rcpts[i].code == SY_OK && !x.dsn && (msg->env->rcpts[rcpts[i].idx].notify & ENV_NOTIFY_SUCCESS))
+        if (rcpts[i].code == SY_OK && !x.dsn && !c->cfg.lmtp &&
+            (msg->env->rcpts[rcpts[i].idx].notify & ENV_NOTIFY_SUCCESS))
             rcpts[i].relayed = true;
 out:
     /* an unset result is a bug in this file; never leave one behind */
     txn_fail_rest(&x, SY_ETEMP, "4.3.0", "internal error: no result");
     free(x.done);
     free(x.accepted);
+    free(x.sent);
     return rc;
 }

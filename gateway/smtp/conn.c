@@ -91,8 +91,12 @@ static struct smtp_conn *conn_open_unix(const char *path, int64_t deadline, stru
         return sy_err_set(err, SY_ETEMP, "4.3.5", "socket path too long: %s", path), NULL;
     memcpy(sun.sun_path, path, strlen(path) + 1);
     if (conn_try(&ai, deadline, &fd, err) != SY_OK) {
-        if (err != NULL)
-            (void) sy_err_set(err, err->code, "4.4.1", "connect to %s: %s", path, err->text);
+        if (err != NULL) {
+            char why[SY_ERR_TEXT_MAX];
+
+            (void) snprintf(why, sizeof(why), "%s", err->text);
+            (void) sy_err_set(err, err->code, "4.4.1", "connect to %s: %s", path, why);
+        }
         return NULL;
     }
     c = xcalloc(1, sizeof(*c));

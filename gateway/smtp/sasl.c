@@ -125,6 +125,7 @@ int sasl_step(struct sasl_session *ss, const char *in, char **out, struct sy_err
         gsasl_free(o);
     }
     if (strlen(*out) > SASL_LINE_MAX) {
+        explicit_bzero(*out, strlen(*out));
         free(*out);
         *out = NULL;
         return sy_err_set(err, SY_ETEMP, "4.7.0", "SASL: response too long");

@@ -295,7 +295,7 @@ static int relay_send_all(struct relay_conn *c, const struct cfg_transport *t,
     size_t max = t->max_recipients > 0 ? t->max_recipients : n;
     size_t *todo = xcalloc(n, sizeof(*todo));
     struct transport_rcpt *tmp = xcalloc(max < n ? max : n, sizeof(*tmp));
-    size_t ntodo = n;
+    size_t ntodo = n, ntxn = 0;
     int rc = SY_OK;
 
     for (size_t i = 0; i < n; i++) {
@@ -305,8 +305,11 @@ static int relay_send_all(struct relay_conn *c, const struct cfg_transport *t,
     while (ntodo > 0) {
         size_t k = ntodo < max ? ntodo : max, nagain = 0;
 
-        if (c->ntxn > 0 && (rc = smtp_client_rset(c->cl, err)) != SY_OK)
+        /* relay_acquire() made a cached session ready (RSET); a new one
+         * is ready as it is: only a further transaction needs RSET. */
+        if (ntxn > 0 && (rc = smtp_client_rset(c->cl, err)) != SY_OK)
             break;
+        ntxn++;
         for (size_t j = 0; j < k; j++)
             tmp[j] = rcpts[todo[j]];
         rc = smtp_client_send(c->cl, msg, tmp, k, err);

@@ -578,6 +578,75 @@ def test_lmtp_one_reply_per_recipient(relay_send, workdir, smtp_sink):
     assert [r["rcpts"][a][0] for a in ("b@example.net", "c@example.net")] == ["perm", "perm"]
 
 
+def test_lmtp_is_final_delivery_never_relayed(relay_send, workdir, smtp_sink):
+    """LMTP delivers (RFC 2033): NOTIFY=SUCCESS to a server without DSN is
+    still "delivered", never "relayed"; the SMTP transport says "relayed"."""
+    port, _ = smtp_sink("-L", "-N")
+    t = {"type": "lmtp", "host": "127.0.0.1", "port": port, "tls": "none"}
+    r = send(relay_send, workdir, t, ["b@example.net"], opts=["-N", "S"])[0]
+    assert r["rcpts"]["b@example.net"][:2] == ("ok", False)
+    port, _ = smtp_sink("-N")
+    r = send(relay_send, workdir, smtp(port), ["b@example.net"], opts=["-N", "S"])[0]
+    assert r["rcpts"]["b@example.net"][:2] == ("ok", True)
+
+
+@pytest.mark.parametrize("code,status", [("535 5.7.8 bad credentials", "perm"),
+                                         ("538 5.7.11 encryption required", "temp"),
+                                         ("534 5.7.9 mechanism too weak", "temp")])
+def test_auth_refusal_only_535_bounces(relay_send, workdir, code, status):
+    def script(c):
+        c.sendall(b"220 auth ESMTP\r\n")
+        _readline(c)
+        c.sendall(b"250-auth\r\n250 AUTH PLAIN\r\n")
+        _readline(c)                                # AUTH PLAIN ...
+        c.sendall(code.encode() + b"\r\n")
+        _readline(c)
+        c.sendall(b"221 bye\r\n")
+    port = hostile_server(script)
+    t = smtp(port, tls="none", allow_plaintext_auth=True,
+             auth={"username": "u", "password": "secret", "mechanisms": ["PLAIN"]})
+    r = send(relay_send, workdir, t, ["b@example.net"])[0]
+    assert r["rcpts"]["b@example.net"][0] == status, r
+    assert code.split(" ", 1)[0] in r["rcpts"]["b@example.net"][2]
+
+
+def test_refused_pipelined_mail_reads_every_rcpt_reply(relay_send, workdir):
+    """MAIL refused in a pipelined batch: the replies to the RCPTs already
+    sent are read, so the next command (QUIT) gets its own reply."""
+    seen = {}
+
+    def script(c):
+        c.sendall(b"220 pipe ESMTP\r\n")
+        _readline(c)
+        c.sendall(b"250-pipe\r\n250 PIPELINING\r\n")
+        buf = b""
+        while buf.count(b"\r\n") < 3:
+            x = c.recv(4096)
+            if not x:
+                return
+            buf += x
+        c.sendall(b"550 5.7.1 sender refused\r\n")
+        # A client that does not wait for the RCPT replies speaks now.
+        c.settimeout(1.5)
+        try:
+            early = c.recv(4096)
+            if early:
+                seen["early"] = early
+        except OSError:
+            pass
+        c.settimeout(120)
+        c.sendall(b"503 5.5.1 no MAIL\r\n503 5.5.1 no MAIL\r\n")
+        seen["next"] = seen.get("early") or _readline(c)
+        c.sendall(b"221 bye\r\n" if seen["next"].startswith(b"QUIT") else b"250 2.0.0 ok\r\n")
+    port = hostile_server(script)
+    r = send(relay_send, workdir, smtp(port, tls="none"), ["b@example.net", "c@example.net"])[0]
+    assert [r["rcpts"][a][0] for a in ("b@example.net", "c@example.net")] == ["perm", "perm"]
+    assert r["rcpts"]["b@example.net"][2].startswith("550 5.7.1")
+    sylib.wait_for(lambda: "next" in seen, 30, "the command after the batch")
+    assert "early" not in seen, seen
+    assert seen["next"] in (b"QUIT\r\n", b"RSET\r\n")
+
+
 def test_lmtp_unix_socket(relay_send, workdir, procs):
     sock = os.path.join(workdir, "lmtp.sock")
     procs.add(subprocess.Popen(["smtp-sink", "-L", "-u", "nobody", "unix:" + sock, "10"], start_new_session=True,
