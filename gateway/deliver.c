@@ -19,6 +19,13 @@
 
 /* Recipients one worker claims per round trip to Redis. */
 #define DELIVER_CLAIM_MAX ((size_t) 16)
+/* A batch that ends inside a message is extended by up to this many of its
+ * recipients (queue_claim_due_msg), so a message's recipients that share
+ * transport and next hop go in one SMTP transaction however the batch
+ * falls. 1000 is lmtp.recipient_limit's default (Postfix
+ * smtpd_recipient_limit); a larger message is still claimed in pieces of
+ * about this size, each its own transaction. */
+#define DELIVER_CLAIM_MSG_MAX ((size_t) 1000)
 /* Longest idle sleep: also bounds how late a retry can start after a
  * missed kick from another node. */
 #define DELIVER_IDLE_MAX_MS ((int64_t) 1000)
@@ -324,17 +331,14 @@ static char *deliver_read_msg(struct deliver *d, const char *qid, struct envelop
     return p;
 }
 
-/* deliver_queue_dsn - compose one DSN for the reported items and commit it
- * through intake. SY_OK when it is durable (or when none can ever be sent:
- * a null sender, an unusable sender address: logged); SY_ETEMP when it
- * must be tried again. */
-static int deliver_queue_dsn(struct deliver *d, const char *qid, struct envelope *env,
-                             uint64_t off, uint64_t len, struct deliver_item *items, size_t n,
-                             int64_t now_ms)
+/* deliver_queue_dsn_items - deliver_queue_dsn() with its per-recipient
+ * arrays dr and status (room for n each) */
+static int deliver_queue_dsn_items(struct deliver *d, const char *qid, struct envelope *env,
+                                   uint64_t off, uint64_t len, struct deliver_item *items,
+                                   size_t n, int64_t now_ms, struct dsn_rcpt *dr,
+                                   char (*status)[12])
 {
     const struct config *cfg = d->cfg;
-    struct dsn_rcpt dr[DELIVER_CLAIM_MAX];
-    char status[DELIVER_CLAIM_MAX][12];
     char token[DSN_TOKEN_MAX + 1], dqid[QID_SIZE];
     struct dsn_input in;
     struct dsn_info info;
@@ -458,6 +462,24 @@ static int deliver_queue_dsn(struct deliver *d, const char *qid, struct envelope
     return SY_OK;
 }
 
+/* deliver_queue_dsn - compose one DSN for the reported items and commit it
+ * through intake. SY_OK when it is durable (or when none can ever be sent:
+ * a null sender, an unusable sender address: logged); SY_ETEMP when it
+ * must be tried again. The arrays are on the heap: a batch can hold a
+ * whole message (DELIVER_CLAIM_MSG_MAX). */
+static int deliver_queue_dsn(struct deliver *d, const char *qid, struct envelope *env,
+                             uint64_t off, uint64_t len, struct deliver_item *items, size_t n,
+                             int64_t now_ms)
+{
+    struct dsn_rcpt *dr = xcalloc(n, sizeof(*dr));
+    char (*status)[12] = xcalloc(n, sizeof(*status));
+    int rc = deliver_queue_dsn_items(d, qid, env, off, len, items, n, now_ms, dr, status);
+
+    free(dr);
+    free(status);
+    return rc;
+}
+
 /* deliver_record - record one item's verdict; 1 when the message is done */
 static int deliver_record(struct deliver *d, struct queue *q, const char *qid,
                           const struct envelope *env, struct deliver_item *it, int64_t at_ms)
@@ -566,16 +588,62 @@ static const struct cfg_transport *deliver_route(struct deliver *d, const struct
     return t;
 }
 
+/* The per-recipient arrays of one attempt, on the heap (struct
+ * transport_rcpt alone carries a 1 KiB reply, and a batch may hold
+ * DELIVER_CLAIM_MAX + DELIVER_CLAIM_MSG_MAX recipients of one message). */
+struct deliver_arrays {
+    struct deliver_item *items;
+    struct transport_attempt *atts;
+    const void **keys;
+    size_t *group;
+    struct transport_rcpt *tr;  /* one transport group's recipients */
+    size_t *map;                /* tr[k] is items[map[k]] */
+};
+
+static void deliver_arrays_init(struct deliver_arrays *a, size_t n)
+{
+    a->items = xcalloc(n, sizeof(*a->items));
+    a->atts = xcalloc(n, sizeof(*a->atts));
+    a->keys = xcalloc(n, sizeof(*a->keys));
+    a->group = xcalloc(n, sizeof(*a->group));
+    a->tr = xcalloc(n, sizeof(*a->tr));
+    a->map = xcalloc(n, sizeof(*a->map));
+}
+
+static void deliver_arrays_free(struct deliver_arrays *a)
+{
+    free(a->items);
+    free(a->atts);
+    free(a->keys);
+    free(a->group);
+    free(a->tr);
+    free(a->map);
+}
+
+static void deliver_message_run(struct deliver *d, struct queue *q, const struct queue_claim *c,
+                                size_t n, unsigned *seed, struct deliver_arrays *arr);
+
 /* deliver_message - one attempt for the claimed recipients c[0..n) of one
  * message */
 static void deliver_message(struct deliver *d, struct queue *q, const struct queue_claim *c,
                             size_t n, unsigned *seed)
 {
+    struct deliver_arrays arr;
+
+    deliver_arrays_init(&arr, n);
+    deliver_message_run(d, q, c, n, seed, &arr);
+    deliver_arrays_free(&arr);
+}
+
+/* deliver_message_run - deliver_message() with its arrays (room for n) */
+static void deliver_message_run(struct deliver *d, struct queue *q, const struct queue_claim *c,
+                                size_t n, unsigned *seed, struct deliver_arrays *arr)
+{
     const char *qid = c[0].qid;
-    struct deliver_item items[DELIVER_CLAIM_MAX];
-    struct transport_attempt atts[DELIVER_CLAIM_MAX];
-    const void *keys[DELIVER_CLAIM_MAX] = { NULL };
-    size_t group[DELIVER_CLAIM_MAX];
+    struct deliver_item *items = arr->items;
+    struct transport_attempt *atts = arr->atts;
+    const void **keys = arr->keys;
+    size_t *group = arr->group;
     struct envelope env;
     struct sy_err err;
     uint64_t off = 0, len = 0;
@@ -607,7 +675,6 @@ static void deliver_message(struct deliver *d, struct queue *q, const struct que
     base = env.arrival_us / 1000;
     if (env.hold_until * 1000 > base)
         base = env.hold_until * 1000;
-    memset(items, 0, sizeof(items));
     for (size_t i = 0; i < n; i++) {
         struct deliver_item *it = &items[i];
 
@@ -648,8 +715,8 @@ static void deliver_message(struct deliver *d, struct queue *q, const struct que
     /* One transport_deliver() per transport: one transaction per group. */
     (void) deliver_group(keys, n, group);
     for (size_t g = 0; g < n; g++) {
-        struct transport_rcpt tr[DELIVER_CLAIM_MAX];
-        size_t map[DELIVER_CLAIM_MAX], k = 0;
+        struct transport_rcpt *tr = arr->tr;
+        size_t *map = arr->map, k = 0;
         struct transport_msg msg;
         int64_t t0;
 
@@ -842,8 +909,10 @@ static void *deliver_main(void *arg)
     unsigned long seen = 0;
     int64_t lease = (int64_t) d->cfg->delivery.lease_ms;
 
+    /* On the heap: a batch may be extended by a whole message. */
+    struct queue_claim *claims = xcalloc(DELIVER_CLAIM_MAX + DELIVER_CLAIM_MSG_MAX, sizeof(*claims));
+
     for (;;) {
-        struct queue_claim claims[DELIVER_CLAIM_MAX];
         struct sy_err err;
         size_t n = 0;
         int64_t next = INT64_MAX, now;
@@ -864,7 +933,8 @@ static void *deliver_main(void *arg)
             continue;
         }
         now = clock_real_ms();
-        if (queue_claim_due(q, now, lease, claims, DELIVER_CLAIM_MAX, &n, &err) != SY_OK) {
+        if (queue_claim_due_msg(q, now, lease, claims, DELIVER_CLAIM_MAX, DELIVER_CLAIM_MSG_MAX, &n,
+                                &err) != SY_OK) {
             log_warn(NULL, "claiming due recipients: %s", err.text);
             n = 0;
         }
@@ -891,6 +961,7 @@ static void *deliver_main(void *arg)
                 break;
         }
     }
+    free(claims);
     return NULL;
 }
 

@@ -9,8 +9,9 @@
  *
  * Hold rules (shared in Redis) are read at most once per
  * INTAKE_HOLD_CACHE_MS and matched per recipient before the insert; a
- * held recipient is inserted held, then tagged with the rule that held it
- * (queue_hold_tag), so the rule's end or removal releases it.
+ * held recipient is inserted held and tagged with the rule that held it in
+ * the same script (queue_insert_held), so the rule's end or removal
+ * releases it.
  */
 #include "gateway/intake.h"
 
@@ -408,18 +409,8 @@ int intake_commit(struct intake_txn *t, char qid[QID_SIZE], struct sy_err *err)
         tags = xcalloc(t->env.nrcpt + 1, sizeof(*tags));
         rc = intake_hold_match(in, q, &t->env, held, tags, &ntags, err);
         if (rc == SY_OK)
-            rc = queue_insert_dedup(q, t->qid, &t->env, ntags > 0 ? held : NULL, next_ms, hex,
-                                    INTAKE_DEDUP_TTL_S, dup, err);
-        if (rc == SY_OK && ntags > 0 && dup[0] == '\0') {
-            struct sy_err tagerr;
-
-            /* The message is safe and held; only the rule link is missing,
-             * which leaves it held until `queue release` (never sent early).
-             * Answering 451 would not help: the retry is a duplicate. */
-            if (queue_hold_tag(q, t->qid, tags, ntags, &tagerr) != SY_OK)
-                log_error(t->qid, "held by a hold rule, but recording the rule failed (release it by hand): %s",
-                          tagerr.text);
-        }
+            rc = queue_insert_held(q, t->qid, &t->env, NULL, tags, ntags, next_ms, hex,
+                                   INTAKE_DEDUP_TTL_S, dup, err);
         queue_put(in->qp, q);
     }
     if (rc != SY_OK) {
@@ -569,12 +560,8 @@ static int intake_reindex(const char *qid, void *arg)
 
         r->rc = intake_hold_match(r->in, r->q, &env, held, tags, &ntags, r->err);
         if (r->rc == SY_OK)
-            r->rc = queue_insert_dedup(r->q, qid, &env, ntags > 0 ? held : NULL, next_ms, hex,
-                                       INTAKE_DEDUP_TTL_S, dup, r->err);
-        if (r->rc == SY_OK && ntags > 0 && dup[0] == '\0' &&
-            queue_hold_tag(r->q, qid, tags, ntags, &e) != SY_OK)
-            log_error(qid, "held by a hold rule, but recording the rule failed (release it by hand): %s",
-                      e.text);
+            r->rc = queue_insert_held(r->q, qid, &env, NULL, tags, ntags, next_ms, hex,
+                                      INTAKE_DEDUP_TTL_S, dup, r->err);
         free(held);
         free(tags);
         if (r->rc == SY_OK && dup[0] != '\0') {

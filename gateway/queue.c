@@ -61,8 +61,10 @@
  *
  * INSERT: KEYS msg sched held index [dedup]; ARGV rcpt-key-prefix
  * ("P:{N}:rcpt:QID:"), qid, next_ms, m, m message field/value args, nrcpt,
- * then per recipient: held ("0"/"1"), c, c field/value args, then (with
- * the dedup key) its lifetime in seconds. Returns 1 when written, 0 when
+ * then per recipient: held ("" scheduled, else its held set score: "0"
+ * for a plain hold, a hold rule's end or "+inf", the rule id then being
+ * among the recipient's fields as held_by), c, c field/value args, then
+ * (with the dedup key) its lifetime in seconds. Returns 1 when written, 0 when
  * the message already existed (nothing changed), or, with a dedup key that
  * is already set, the queue id it names (nothing changed: this message is
  * a retry of that one). The message hash is the marker: it is written
@@ -81,8 +83,8 @@ static const char queue_lua_insert[] =
     "  local c = tonumber(ARGV[p + 1])\n"
     "  local member = ARGV[2] .. ':' .. i\n"
     "  redis.call('HSET', ARGV[1] .. i, unpack(ARGV, p + 2, p + 1 + c))\n"
-    "  if ARGV[p] == '1' then\n"
-    "    redis.call('ZADD', KEYS[3], 0, member)\n"
+    "  if ARGV[p] ~= '' then\n"
+    "    redis.call('ZADD', KEYS[3], ARGV[p], member)\n"
     "  else\n"
     "    redis.call('ZADD', KEYS[2], ARGV[3], member)\n"
     "  end\n"
@@ -94,13 +96,39 @@ static const char queue_lua_insert[] =
     "return 1\n";
 
 /* CLAIM: KEYS sched; ARGV now_ms, lease_until_ms, max, rcpt-key-base
- * ("P:{N}:rcpt:"), msg-key-base ("P:{N}:msg:"). Returns six entries per
- * claimed recipient: member, attempts, admin, reroute, released_ms,
- * delay_sent ("" for an absent field). A schedule entry whose recipient
- * is not "queued" (gone, final, held), or whose message record is gone,
- * is stale and is dropped instead of claimed. */
+ * ("P:{N}:rcpt:"), msg-key-base ("P:{N}:msg:"), msg_max. Returns six
+ * entries per claimed recipient: member, attempts, admin, reroute,
+ * released_ms, delay_sent ("" for an absent field). A schedule entry whose
+ * recipient is not "queued" (gone, final, held), or whose message record
+ * is gone, is stale and is dropped instead of claimed.
+ *
+ * When the first max entries fill the batch, the entries that follow it
+ * and belong to the same message as its last one are taken too, up to
+ * msg_max more, read in chunks of QUEUE_CLAIM_CHUNK before anything is
+ * changed (so the offsets hold). Members are "QID:IDX" and entries of
+ * equal score sort by member, so the recipients of a message due at the
+ * same time are contiguous: the batch no longer cuts such a message in
+ * two (which would cost it a second SMTP transaction). */
+#define QUEUE_CLAIM_CHUNK "100"
 static const char queue_lua_claim[] =
     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])\n"
+    "local xmax = tonumber(ARGV[6])\n"
+    "if xmax > 0 and #due > 0 and #due == tonumber(ARGV[3]) then\n"
+    "  local qid = string.match(due[#due], '^(.+):%d+$')\n"
+    "  local off, got = #due, 0\n"
+    "  while qid and got < xmax do\n"
+    "    local want = math.min(xmax - got, " QUEUE_CLAIM_CHUNK ")\n"
+    "    local more = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', off, want)\n"
+    "    local stop = #more < want\n"
+    "    for _, m in ipairs(more) do\n"
+    "      if string.match(m, '^(.+):%d+$') ~= qid then stop = true; break end\n"
+    "      due[#due + 1] = m\n"
+    "      got = got + 1\n"
+    "    end\n"
+    "    if stop then break end\n"
+    "    off = off + #more\n"
+    "  end\n"
+    "end\n"
     "local out = {}\n"
     "for _, member in ipairs(due) do\n"
     "  local k = ARGV[4] .. member\n"
@@ -310,13 +338,16 @@ static const char *queue_body_name(int body)
     return body == ENV_BODY_7BIT ? "7BIT" : body == ENV_BODY_8BITMIME ? "8BITMIME" : NULL;
 }
 
-/* queue_insert_common - INSERT, with an optional duplicate digest */
+/* queue_insert_common - INSERT, with an optional duplicate digest and the
+ * hold rules of rule-held recipients */
 static int queue_insert_common(struct queue *q, const char *qid, const struct envelope *env,
-                               const unsigned char *held, int64_t next_ms, const char *digest,
+                               const unsigned char *held, const struct queue_hold_tag *tags,
+                               size_t ntags, int64_t next_ms, const char *digest,
                                int64_t ttl_s, char dup_qid[QID_SIZE], struct sy_err *err)
 {
     char msgkey[QUEUE_KEY_MAX], sched[QUEUE_KEY_MAX], heldkey[QUEUE_KEY_MAX];
     char index[QUEUE_KEY_MAX], rcptpfx[QUEUE_KEY_MAX], dedup[QUEUE_KEY_MAX];
+    const struct queue_hold_tag **bytag = NULL;
     struct queue_args a;
     redisReply *r;
     size_t mslot, nmsg;
@@ -336,6 +367,20 @@ static int queue_insert_common(struct queue *q, const char *qid, const struct en
         if (env->rcpts[i].addr == NULL || env->rcpts[i].addr[0] == '\0')
             return sy_err_set(err, SY_ESYNTAX, "4.3.0", "queue: insert %s: recipient %zu has no address",
                               qid, i);
+    if (ntags > 0) {
+        /* One rule per recipient, named by a usable id. */
+        bytag = xcalloc(env->nrcpt, sizeof(*bytag));
+        for (size_t i = 0; i < ntags; i++) {
+            const struct queue_hold_tag *t = &tags[i];
+
+            if (t->idx >= env->nrcpt || bytag[t->idx] != NULL || t->rule == 0 ||
+                t->rule > INT64_MAX || t->until < 0) {
+                free(bytag);
+                return sy_err_set(err, SY_ESYNTAX, "4.3.0", "queue: insert %s: bad hold tag", qid);
+            }
+            bytag[t->idx] = t;
+        }
+    }
 
     queue_key(q, msgkey, sizeof(msgkey), "msg:%s", qid);
     queue_key(q, sched, sizeof(sched), "sched");
@@ -386,16 +431,23 @@ static int queue_insert_common(struct queue *q, const char *qid, const struct en
     queue_args_i64(&a, (int64_t) env->nrcpt);
     for (size_t i = 0; i < env->nrcpt; i++) {
         const struct env_rcpt *er = &env->rcpts[i];
-        int is_held = held != NULL && held[i] != 0;
+        const struct queue_hold_tag *t = bytag != NULL ? bytag[i] : NULL;
+        int is_held = t != NULL || (held != NULL && held[i] != 0);
         size_t cslot, start;
 
-        queue_args_str(&a, is_held ? "1" : "0");
+        /* The held set score (queue_admin.c): the rule's end, else 0. */
+        if (t != NULL && t->until > 0)
+            queue_args_i64(&a, t->until);
+        else
+            queue_args_str(&a, t != NULL ? "+inf" : is_held ? "0" : "");
         cslot = a.n;
         queue_args_i64(&a, 0);
         start = a.n;
         queue_args_field(&a, "addr", er->addr);
         queue_args_field(&a, "state", is_held ? "held" : "queued");
         queue_args_field_i64(&a, "next_ms", next_ms);
+        if (t != NULL)
+            queue_args_field_i64(&a, "held_by", (int64_t) t->rule);
         if (er->notify != 0)
             queue_args_field_i64(&a, "notify", er->notify);
         queue_args_field(&a, "orcpt_type", er->orcpt_type);
@@ -406,6 +458,7 @@ static int queue_insert_common(struct queue *q, const char *qid, const struct en
     if (digest != NULL)
         queue_args_i64(&a, ttl_s);
 
+    free(bytag);
     rc = queue_script(q, QS_INSERT, queue_lua_insert, &a, digest != NULL ? 5 : 4, &r, err);
     queue_args_free(&a);
     if (rc != SY_OK)
@@ -439,14 +492,24 @@ static int queue_insert_common(struct queue *q, const char *qid, const struct en
 int queue_insert(struct queue *q, const char *qid, const struct envelope *env,
                  const unsigned char *held, int64_t next_ms, struct sy_err *err)
 {
-    return queue_insert_common(q, qid, env, held, next_ms, NULL, 0, NULL, err);
+    return queue_insert_common(q, qid, env, held, NULL, 0, next_ms, NULL, 0, NULL, err);
 }
 
 int queue_insert_dedup(struct queue *q, const char *qid, const struct envelope *env,
                        const unsigned char *held, int64_t next_ms, const char *digest,
                        int64_t ttl_s, char dup_qid[QID_SIZE], struct sy_err *err)
 {
-    return queue_insert_common(q, qid, env, held, next_ms, digest, ttl_s, dup_qid, err);
+    return queue_insert_common(q, qid, env, held, NULL, 0, next_ms, digest, ttl_s, dup_qid, err);
+}
+
+int queue_insert_held(struct queue *q, const char *qid, const struct envelope *env,
+                      const unsigned char *held, const struct queue_hold_tag *tags, size_t ntags,
+                      int64_t next_ms, const char *digest, int64_t ttl_s, char dup_qid[QID_SIZE],
+                      struct sy_err *err)
+{
+    if (ntags > 0 && tags == NULL)
+        return sy_err_set(err, SY_ESYNTAX, "4.3.0", "queue: insert: no hold tags");
+    return queue_insert_common(q, qid, env, held, tags, ntags, next_ms, digest, ttl_s, dup_qid, err);
 }
 
 int queue_mark_missing(struct queue *q, const char *qid, struct sy_err *err)
@@ -547,6 +610,13 @@ int queue_claim_due(struct queue *q, int64_t now_ms, int64_t lease_ms,
                     struct queue_claim *out, size_t max, size_t *nout,
                     struct sy_err *err)
 {
+    return queue_claim_due_msg(q, now_ms, lease_ms, out, max, 0, nout, err);
+}
+
+int queue_claim_due_msg(struct queue *q, int64_t now_ms, int64_t lease_ms,
+                        struct queue_claim *out, size_t max, size_t msg_max, size_t *nout,
+                        struct sy_err *err)
+{
     char sched[QUEUE_KEY_MAX], rcptbase[QUEUE_KEY_MAX], msgbase[QUEUE_KEY_MAX];
     struct queue_args a;
     redisReply *r;
@@ -558,6 +628,8 @@ int queue_claim_due(struct queue *q, int64_t now_ms, int64_t lease_ms,
         return SY_OK;
     if (max > QUEUE_BATCH_MAX)
         max = QUEUE_BATCH_MAX;
+    if (msg_max > QUEUE_BATCH_MAX)
+        msg_max = QUEUE_BATCH_MAX;
     if (now_ms < 0 || lease_ms < 0 || lease_ms > INT64_MAX - now_ms)
         return sy_err_set(err, SY_ESYNTAX, "4.3.0", "queue: claim: bad time or lease");
     queue_key(q, sched, sizeof(sched), "sched");
@@ -571,12 +643,13 @@ int queue_claim_due(struct queue *q, int64_t now_ms, int64_t lease_ms,
     queue_args_i64(&a, (int64_t) max);
     queue_args_str(&a, rcptbase);
     queue_args_str(&a, msgbase);
+    queue_args_i64(&a, (int64_t) msg_max);
     rc = queue_script(q, QS_CLAIM, queue_lua_claim, &a, 1, &r, err);
     queue_args_free(&a);
     if (rc != SY_OK)
         return SY_ETEMP;
     if (r->type != REDIS_REPLY_ARRAY || r->elements % QUEUE_CLAIM_FIELDS != 0 ||
-        r->elements / QUEUE_CLAIM_FIELDS > max) {
+        r->elements / QUEUE_CLAIM_FIELDS > max + msg_max) {
         freeReplyObject(r);
         return queue_unexpected(q, "claim", err);
     }

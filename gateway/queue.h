@@ -102,6 +102,13 @@ struct queue_claim {
 int queue_claim_due(struct queue *q, int64_t now_ms, int64_t lease_ms,
                     struct queue_claim *out, size_t max, size_t *nout,
                     struct sy_err *err);
+/* The same, but a full batch does not end inside a message: the due
+ * entries that follow the max-th and belong to its message (same score,
+ * so they sort next to it) are claimed in the same script, up to msg_max
+ * more. out must have room for max + msg_max. */
+int queue_claim_due_msg(struct queue *q, int64_t now_ms, int64_t lease_ms,
+                        struct queue_claim *out, size_t max, size_t msg_max, size_t *nout,
+                        struct sy_err *err);
 
 /* Retention: deletes up to max finished messages (state done or missing)
  * that finished at or before before_ms, with their recipient records, in
@@ -247,6 +254,17 @@ struct queue_hold_tag {
  * no longer held, or already tagged, is left alone. */
 int queue_hold_tag(struct queue *q, const char *qid, const struct queue_hold_tag *t, size_t n,
                    struct sy_err *err);
+/* queue_insert_dedup() (digest may be NULL: no duplicate check, dup_qid
+ * may then be NULL too) that also records, in the same script, the rule
+ * holding each recipient of tags[0..ntags) (idx < nrcpt, each idx once):
+ * the recipient is inserted held, with held_by and the held set score as
+ * queue_hold_tag() would write them, so no crash can leave a rule-held
+ * recipient without its rule. held (may be NULL) marks more recipients
+ * held without a rule (score 0). SY_ESYNTAX for a bad tag. */
+int queue_insert_held(struct queue *q, const char *qid, const struct envelope *env,
+                      const unsigned char *held, const struct queue_hold_tag *tags, size_t ntags,
+                      int64_t next_ms, const char *digest, int64_t ttl_s, char dup_qid[QID_SIZE],
+                      struct sy_err *err);
 
 /* Releases (queued, due now) up to 1000 recipients per call whose rule's
  * until is at or before now_s, and, after a rule was removed, those whose

@@ -21,6 +21,7 @@
 
 #include "gateway/config.h"
 #include "gateway/intake.h"
+#include "gateway/queue.h"
 #include "gateway/util/buf.h"
 #include "gateway/util/log.h"
 #include "tests/unit/support/fs.h"
@@ -422,6 +423,97 @@ static void test_reconcile(void **state)
     env_free(&e);
 }
 
+/* redis_zscore - the score of member qid:idx in set, as a new string, or NULL */
+static char *redis_zscore(const char *set, const char *qid, unsigned idx)
+{
+    redisContext *c = redisConnectUnix(fx.sock);
+    redisReply *r;
+    char *v = NULL;
+
+    assert_non_null(c);
+    r = redisCommand(c, "ZSCORE sy:{unit}:%s %s:%u", set, qid, idx);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_STRING)
+        v = strdup(r->str);
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
+static void assert_rcpt(const char *qid, unsigned idx, const char *field, const char *want)
+{
+    char key[128];
+    char *got;
+
+    (void) snprintf(key, sizeof(key), "sy:{unit}:rcpt:%s:%u", qid, idx);
+    got = redis_hget(key, field);
+    if (want == NULL) {
+        assert_null(got);
+        return;
+    }
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void assert_zscore(const char *set, const char *qid, unsigned idx, const char *want)
+{
+    char *got = redis_zscore(set, qid, idx);
+
+    if (want == NULL) {
+        assert_null(got);
+        return;
+    }
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+/* A recipient a hold rule holds is inserted held with its rule (held_by,
+ * held score = the rule's end) by the one INSERT script; so is one that
+ * reconciliation re-indexes. */
+static void test_hold_rule_at_commit(void **state)
+{
+    struct envelope e;
+    struct sy_err err;
+    struct hold_rule r;
+    struct queue *q;
+    uint64_t id;
+    char qid[QID_SIZE], idtext[32];
+
+    (void) state;
+    hold_rule_init(&r);
+    assert_int_equal(hold_rule_set(&r, NULL, "r1@example.net", NULL, 0, &err), SY_OK);
+    q = queue_get(fx.qp, &err);
+    assert_non_null(q);
+    assert_int_equal(queue_hold_rule_add(q, &r, &id, NULL, &err), SY_OK);
+    queue_put(fx.qp, q);
+    (void) snprintf(idtext, sizeof(idtext), "%llu", (unsigned long long) id);
+
+    make_env(&e, 2);
+    assert_int_equal(commit(&e, msg_a, 64, qid, &err), SY_OK);
+    assert_rcpt(qid, 0, "state", "queued");
+    assert_rcpt(qid, 0, "held_by", NULL);
+    assert_zscore("held", qid, 0, NULL);
+    assert_rcpt(qid, 1, "state", "held");
+    assert_rcpt(qid, 1, "held_by", idtext);
+    assert_zscore("held", qid, 1, "inf");
+    assert_zscore("sched", qid, 1, NULL);
+
+    /* Re-indexed from the spool: held by the same rule again. */
+    redis_flushall();
+    q = queue_get(fx.qp, &err);
+    assert_non_null(q);
+    assert_int_equal(queue_hold_rule_add(q, &r, &id, NULL, &err), SY_OK);
+    queue_put(fx.qp, q);
+    (void) snprintf(idtext, sizeof(idtext), "%llu", (unsigned long long) id);
+    assert_int_equal(intake_reconcile(fx.in, &err), SY_OK);
+    assert_rcpt(qid, 0, "state", "queued");
+    assert_rcpt(qid, 1, "held_by", idtext);
+    assert_zscore("held", qid, 1, "inf");
+    env_free(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -430,6 +522,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_redis_down, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_check_mail_space, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_reconcile, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_hold_rule_at_commit, test_setup, test_teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

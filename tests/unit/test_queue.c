@@ -647,6 +647,122 @@ static void test_claim_lease(void **state)
     queue_put(p, q);
 }
 
+/* ---- whole messages per claim (queue_claim_due_msg) --------------------- */
+
+/* count_claims - how many of c[0..n) belong to qid; each idx seen once */
+static size_t count_claims(const struct queue_claim *c, size_t n, const char *qid, size_t nrcpt)
+{
+    unsigned char seen[512];
+    size_t k = 0;
+
+    assert_true(nrcpt <= sizeof(seen));
+    memset(seen, 0, sizeof(seen));
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(c[i].qid, qid) != 0)
+            continue;
+        assert_true(c[i].idx < nrcpt);
+        assert_int_equal(seen[c[i].idx], 0);
+        seen[c[i].idx] = 1;
+        k++;
+    }
+    return k;
+}
+
+static void test_claim_whole_message(void **state)
+{
+    struct queue_pool *p = *state;
+    struct sy_err err;
+    struct queue *q = queue_get(p, &err);
+    struct queue_claim *c = calloc(16 + 1000, sizeof(*c));
+    char early[QID_SIZE], big[QID_SIZE], next[QID_SIZE], huge[QID_SIZE], tail[QID_SIZE];
+    char exact[QID_SIZE], after[QID_SIZE];
+    size_t n;
+    redisReply *r;
+
+    assert_non_null(q);
+    assert_non_null(c);
+    /* 5 recipients due first, then a message of 40 that the batch of 16
+     * cuts after 11, then another message due at the same time. */
+    make_qid(10, early);
+    make_qid(11, big);
+    make_qid(12, next);
+    insert_msg(q, early, 5, NULL, 500);
+    insert_msg(q, big, 40, NULL, 1000);
+    insert_msg(q, next, 3, NULL, 1000);
+    /* msg_max 0 is queue_claim_due(): the batch ends inside the message. */
+    assert_int_equal(queue_claim_due_msg(q, 2000, 100, c, 16, 0, &n, &err), SY_OK);
+    assert_int_equal(n, 16);
+    assert_int_equal(count_claims(c, n, big, 40), 11);
+    r = raw("DEL " KEY("sched"));
+    freeReplyObject(r);
+    r = raw("DEL " KEY("msg:%s"), early);
+    freeReplyObject(r);
+    r = raw("DEL " KEY("msg:%s"), big);
+    freeReplyObject(r);
+    r = raw("DEL " KEY("msg:%s"), next);
+    freeReplyObject(r);
+    insert_msg(q, early, 5, NULL, 500);
+    insert_msg(q, big, 40, NULL, 1000);
+    insert_msg(q, next, 3, NULL, 1000);
+
+    /* With msg_max the whole message of 40 comes in one claim, and
+     * nothing of the next one. */
+    assert_int_equal(queue_claim_due_msg(q, 2000, 100, c, 16, 1000, &n, &err), SY_OK);
+    assert_int_equal(n, 45);
+    assert_int_equal(count_claims(c, n, early, 5), 5);
+    assert_int_equal(count_claims(c, n, big, 40), 40);
+    assert_int_equal(count_claims(c, n, next, 3), 0);
+    for (unsigned i = 0; i < 40; i++)
+        assert_str(raw_str("ZSCORE " KEY("sched") " %s:%u", big, i), "2100");
+    assert_str(raw_str("ZSCORE " KEY("sched") " %s:0", next), "1000");
+    assert_int_equal(queue_claim_due_msg(q, 2000, 100, c, 16, 1000, &n, &err), SY_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(count_claims(c, n, next, 3), 3);
+
+    /* Past one read chunk (100), and capped by msg_max. */
+    r = raw("DEL " KEY("sched"));
+    freeReplyObject(r);
+    make_qid(13, huge);
+    make_qid(14, tail);
+    insert_msg(q, huge, 250, NULL, 3000);
+    insert_msg(q, tail, 2, NULL, 3000);
+    assert_int_equal(queue_claim_due_msg(q, 4000, 100, c, 16, 1000, &n, &err), SY_OK);
+    assert_int_equal(n, 250);
+    assert_int_equal(count_claims(c, n, huge, 250), 250);
+    assert_int_equal(queue_claim_due_msg(q, 4000, 1000, c, 16, 0, &n, &err), SY_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(count_claims(c, n, tail, 2), 2);
+    /* The lease of the first 250 ends at 4100: msg_max 100 caps the rest. */
+    assert_int_equal(queue_claim_due_msg(q, 4100, 100, c, 16, 100, &n, &err), SY_OK);
+    assert_int_equal(n, 116);
+    assert_int_equal(count_claims(c, n, huge, 250), 116);
+
+    /* A batch that ends with a message takes nothing of the next one; a
+     * stale entry inside the message is dropped, not claimed. */
+    r = raw("DEL " KEY("sched"));
+    freeReplyObject(r);
+    make_qid(15, exact);
+    make_qid(16, after);
+    insert_msg(q, exact, 16, NULL, 5000);
+    insert_msg(q, after, 4, NULL, 5000);
+    assert_int_equal(queue_claim_due_msg(q, 6000, 100, c, 16, 1000, &n, &err), SY_OK);
+    assert_int_equal(n, 16);
+    assert_int_equal(count_claims(c, n, exact, 16), 16);
+    r = raw("DEL " KEY("sched"));
+    freeReplyObject(r);
+    r = raw("ZADD " KEY("sched") " 5000 %s:0 5000 %s:1 5000 %s:2 5000 %s:3", after, after, after, after);
+    freeReplyObject(r);
+    r = raw("HSET " KEY("rcpt:%s:2") " state held", after);
+    freeReplyObject(r);
+    assert_int_equal(queue_claim_due_msg(q, 6000, 100, c, 1, 1000, &n, &err), SY_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(count_claims(c, n, after, 4), 3);
+    assert_str(raw_str("ZSCORE " KEY("sched") " %s:2", after), NULL);
+
+    free(c);
+    queue_put(p, q);
+}
+
 /* ---- record_result ------------------------------------------------------ */
 
 struct record_step {
@@ -1679,6 +1795,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_purge_done, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_held, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_claim_lease, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_claim_whole_message, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_record_result, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_mark_missing, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_history, test_setup, test_teardown),

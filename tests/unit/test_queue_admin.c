@@ -73,6 +73,23 @@ static char *raw_str(const char *fmt, ...)
     return s;
 }
 
+/* raw_int - an integer reply */
+static long long raw_int(const char *fmt, ...)
+{
+    redisReply *r;
+    long long v;
+    va_list ap;
+
+    va_start(ap, fmt);
+    r = redisvCommand(rawc, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
 /* assert_str - equal strings, both possibly NULL; frees got */
 static void assert_str(char *got, const char *want)
 {
@@ -338,6 +355,94 @@ static void test_tag_sweep(void **state)
     tags[0].rule = 0;
     assert_int_equal(queue_hold_tag(f->q, qid, tags, 1, &err), SY_ESYNTAX);
     assert_int_equal(queue_hold_tag(f->q, "nope", tags, 1, &err), SY_ESYNTAX);
+}
+
+/* The rule is written by INSERT itself (queue_insert_held): no second
+ * script, so no crash can leave a rule-held recipient without its rule. */
+static void test_insert_held(void **state)
+{
+    struct fixture *f = *state;
+    const unsigned char held[4] = { 0, 0, 0, 1 };
+    struct queue_hold_tag tags[2] = { { 0, 5, 1700000600 }, { 2, 6, 0 } };
+    static const char digest[] = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    char qid[QID_SIZE], q2[QID_SIZE], dup[QID_SIZE];
+    struct envelope e;
+    long long keys;
+    size_t n;
+    struct sy_err err;
+
+    env_init(&e);
+    env_set(&e.sender, "s@example.org");
+    e.arrival_us = INT64_C(1700000000000000);
+    for (size_t i = 0; i < 4; i++) {
+        struct env_rcpt r;
+        char addr[64];
+
+        memset(&r, 0, sizeof(r));
+        (void) snprintf(addr, sizeof(addr), "r%zu@example.net", i);
+        r.addr = xstrdup(addr);
+        env_add_rcpt(&e, &r);
+    }
+    make_qid(7, qid);
+    make_qid(8, q2);
+    assert_int_equal(queue_insert_held(f->q, qid, &e, held, tags, 2, 1700000000000, digest, 60, dup,
+                                       &err), SY_OK);
+    assert_string_equal(dup, "");
+    assert_str(rfield(qid, 0, "state"), "held");
+    assert_str(rfield(qid, 0, "held_by"), "5");
+    assert_str(zscore("held", qid, 0), "1700000600");
+    assert_str(rfield(qid, 1, "state"), "queued");
+    assert_str(rfield(qid, 1, "held_by"), NULL);
+    assert_str(zscore("held", qid, 1), NULL);
+    assert_str(zscore("sched", qid, 1), "1700000000000");
+    assert_str(rfield(qid, 2, "held_by"), "6");
+    assert_str(zscore("held", qid, 2), "inf");
+    assert_str(zscore("sched", qid, 2), NULL);
+    assert_str(rfield(qid, 3, "state"), "held");            /* held without a rule */
+    assert_str(rfield(qid, 3, "held_by"), NULL);
+    assert_str(zscore("held", qid, 3), "0");
+    /* queue_hold_tag() afterwards finds nothing left to do */
+    assert_int_equal(queue_hold_tag(f->q, qid, tags, 2, &err), SY_OK);
+    assert_str(zscore("held", qid, 0), "1700000600");
+
+    /* a repeat changes nothing; the same digest under another id is a retry */
+    keys = raw_int("DBSIZE");
+    assert_int_equal(queue_insert_held(f->q, qid, &e, NULL, NULL, 0, 1, digest, 60, dup, &err), SY_OK);
+    assert_int_equal(raw_int("DBSIZE"), keys);
+    assert_str(zscore("held", qid, 0), "1700000600");
+    assert_int_equal(queue_insert_held(f->q, q2, &e, NULL, tags, 2, 1, digest, 60, dup, &err), SY_OK);
+    assert_string_equal(dup, qid);
+    assert_int_equal(raw_int("DBSIZE"), keys);
+
+    /* bad tags: refused before anything is written */
+    {
+        struct queue_hold_tag bad[][2] = {
+            { { 4, 5, 0 }, { 0, 5, 0 } },       /* idx past nrcpt */
+            { { 1, 5, 0 }, { 1, 6, 0 } },       /* one recipient twice */
+            { { 1, 0, 0 }, { 0, 5, 0 } },       /* rule 0 */
+            { { 1, 5, -1 }, { 0, 5, 0 } },      /* negative end */
+        };
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+            assert_int_equal(queue_insert_held(f->q, q2, &e, NULL, bad[i], 2, 1, NULL, 0, NULL, &err),
+                             SY_ESYNTAX);
+        assert_int_equal(queue_insert_held(f->q, q2, &e, NULL, NULL, 1, 1, NULL, 0, NULL, &err),
+                         SY_ESYNTAX);
+        assert_int_equal(raw_int("DBSIZE"), keys);
+    }
+    /* no digest: a plain insert with the rules */
+    assert_int_equal(queue_insert_held(f->q, q2, &e, NULL, tags + 1, 1, 1, NULL, 0, NULL, &err), SY_OK);
+    assert_str(rfield(q2, 2, "held_by"), "6");
+    assert_str(zscore("held", q2, 2), "inf");
+    assert_str(rfield(q2, 0, "state"), "queued");
+    env_free(&e);
+
+    /* the rule's end releases what INSERT tagged */
+    assert_int_equal(queue_hold_sweep(f->q, 1700000600, &n, &err), SY_OK);
+    assert_int_equal(n, 1);
+    assert_str(rfield(qid, 0, "state"), "queued");
+    assert_str(rfield(qid, 0, "held_by"), NULL);
+    assert_str(rfield(qid, 3, "state"), "held");
 }
 
 static void test_orphans(void **state)
@@ -643,6 +748,7 @@ int main(void)
         cmocka_unit_test(test_parse_until),
         cmocka_unit_test_setup_teardown(test_rules, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_tag_sweep, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_insert_held, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_orphans, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_ops, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_bad_args, test_setup, test_teardown),
