@@ -97,7 +97,7 @@ struct cfg_raw_lmtp {
 };
 
 struct cfg_raw_milter_listener {
-    char *name, *address, *mode, *route_header, *hold_header, *reject_text;
+    char *name, *address, *mode, *socket_mode, *route_header, *hold_header, *reject_text;
     char **capture_domains;
     unsigned capture_domains_count;
     char **capture_addresses;
@@ -201,6 +201,7 @@ static const cyaml_schema_field_t cfg_milter_listener_fields[] = {
     CFG_LEAF("name", struct cfg_raw_milter_listener, name),
     CFG_LEAF("address", struct cfg_raw_milter_listener, address),
     CFG_LEAF("mode", struct cfg_raw_milter_listener, mode),
+    CFG_LEAF("socket_mode", struct cfg_raw_milter_listener, socket_mode),
     CYAML_FIELD_SEQUENCE("capture_domains", CFG_SECTION_FLAGS, struct cfg_raw_milter_listener,
                          capture_domains, &cfg_string_entry, 0, CFG_MILTER_LIST_MAX),
     CYAML_FIELD_SEQUENCE("capture_addresses", CFG_SECTION_FLAGS, struct cfg_raw_milter_listener,
@@ -967,6 +968,8 @@ static void cfg_build_milter(struct cfg_ctx *cx, const struct cfg_raw_milter *rm
         (void) snprintf(p, sizeof(p), "milter.listeners[%zu].mode", i);
         (void) cfg_enum(cx, p, rl->mode, cfg_milter_mode_names, 2, "capture, policy",
                         CFG_MILTER_CAPTURE, &l->mode);
+        (void) snprintf(p, sizeof(p), "milter.listeners[%zu].socket_mode", i);
+        (void) cfg_mode(cx, p, rl->socket_mode, &l->socket_mode);
         (void) snprintf(p, sizeof(p), "milter.listeners[%zu].capture_domains", i);
         l->capture_domains = cfg_milter_list(cx, p, rl->capture_domains, rl->capture_domains_count,
                                              true, &l->ncapture_domains);
@@ -1290,6 +1293,7 @@ void config_dump(const struct config *cfg, FILE *out)
         cfg_dump_kv(out, "    - ", "name", l->name);
         cfg_dump_kv(out, "      ", "address", l->address);
         cfg_dump_kv(out, "      ", "mode", cfg_milter_mode_names[l->mode == CFG_MILTER_POLICY]);
+        (void) fprintf(out, "      socket_mode: \"%04o\"\n", l->socket_mode & 0777);
         (void) fputs(l->ncapture_domains > 0 ? "      capture_domains:\n" : "      capture_domains: []\n", out);
         for (size_t k = 0; k < l->ncapture_domains; k++) {
             (void) fputs("        - ", out);

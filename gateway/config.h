@@ -74,6 +74,7 @@ struct cfg_milter_listener {
     char *name;                     /* unique among all listeners; default "milter<N>" */
     char *address;                  /* libmilter syntax as written: "inet:PORT@HOST", "unix:PATH" */
     int mode;                       /* enum cfg_milter_mode; default capture */
+    unsigned socket_mode;           /* unix: socket permissions, default 0660 */
     /* capture: which recipients; all when both lists are empty */
     char **capture_domains;         /* normalised patterns ("example.net", ".example.net") */
     size_t ncapture_domains;

@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +24,9 @@
 /* How long redis-server may take to answer PING after it was started. */
 #define LOCALSERVE_REDIS_START_MS ((int64_t) 15000)
 #define LOCALSERVE_DEFAULT_PORT 2424u
+/* The capture milter (OpenDKIM's customary port: `smtpd_milters =
+ * inet:127.0.0.1:8891` is what a local Postfix needs). */
+#define LOCALSERVE_MILTER_PORT 8891u
 
 /* localserve_path_ok - a state path we can put in YAML and argv safely */
 static int localserve_path_ok(const char *p)
@@ -29,6 +35,25 @@ static int localserve_path_ok(const char *p)
         if ((unsigned char) *p < 0x20 || *p == '"' || *p == '\\' || *p == 0x7f)
             return 0;
     return 1;
+}
+
+/* localserve_port_free - 127.0.0.1:port can be bound now (else the milter
+ * is left out with a warning rather than failing the whole start) */
+static int localserve_port_free(unsigned port)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1, ok;
+
+    if (fd < 0)
+        return 0;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t) port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    ok = bind(fd, (struct sockaddr *) &a, sizeof(a)) == 0;
+    (void) close(fd);
+    return ok;
 }
 
 /* localserve_redis_orphan - stop a private redis-server a killed run left */
@@ -145,6 +170,7 @@ int localserve_run(const struct localserve_opts *o)
     unsigned port = o->lmtp_port != 0 ? o->lmtp_port : LOCALSERVE_DEFAULT_PORT;
     struct buf yaml, errors;
     struct config *cfg;
+    int milter = localserve_port_free(LOCALSERVE_MILTER_PORT);
     struct sy_err err;
     pid_t redis = -1;
     FILE *f;
@@ -175,6 +201,13 @@ int localserve_run(const struct localserve_opts *o)
         "  retry_first: 30s\n  retry_max: 5m\n  expiry: 1h\n  lease: 1m\n"
         "capture:\n  dir: \"%s/capture\"\n",
         sock, state, port, state);
+    if (milter)
+        (void) buf_printf(&yaml, "milter:\n  listeners:\n    - name: milter\n"
+                          "      address: \"inet:%u@127.0.0.1\"\n      mode: capture\n",
+                          LOCALSERVE_MILTER_PORT);
+    else
+        log_warn(NULL, "localserve: 127.0.0.1:%u is busy: running without the capture milter",
+                 LOCALSERVE_MILTER_PORT);
     cfg = config_load_mem("<localserve>", buf_str(&yaml), buf_len(&yaml), &errors);
     buf_free(&yaml);
     if (cfg == NULL) {
@@ -200,6 +233,7 @@ int localserve_run(const struct localserve_opts *o)
     (void) fprintf(stderr,
         "\nswitchyard localserve\n"
         "  LMTP:            127.0.0.1:%u\n"
+        "  milter:          %s (capture mode; Postfix: smtpd_milters = inet:127.0.0.1:%u)\n"
         "  Redis:           %s (private, append-only file on)\n"
         "  spool:           %s\n"
         "  delivered mail:  %s  (one .eml + .json per recipient)\n"
@@ -209,7 +243,8 @@ int localserve_run(const struct localserve_opts *o)
         "  swaks --protocol LMTP --server 127.0.0.1:%u --to tempfail@example.net   # retried\n"
         "  swaks --protocol LMTP --server 127.0.0.1:%u --to permfail@example.net   # fails\n"
         "  switchyard queue list -c %s\n\n",
-        port, cfg->redis.address, cfg->spool.dir, cfg->capture.dir, yamlpath,
+        port, milter ? "inet:8891@127.0.0.1" : "off (port busy)", LOCALSERVE_MILTER_PORT,
+        cfg->redis.address, cfg->spool.dir, cfg->capture.dir, yamlpath,
         port, port, port, yamlpath);
 
     rc = daemon_run(cfg);

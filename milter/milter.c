@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -140,8 +141,12 @@ static void milter_msg_reset(struct milter_msg *m)
 
 static void milter_conn_free(struct milter_conn *c)
 {
+    struct intake_txn *txn;
+
     if (c == NULL)
         return;
+    /* Unlinked and its transaction taken under the lock: a stopping
+     * server aborts the transactions of the linked connections. */
     pthread_mutex_lock(&milter_lock);
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -149,7 +154,10 @@ static void milter_conn_free(struct milter_conn *c)
         milter_conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
+    txn = c->msg.txn;
+    c->msg.txn = NULL;
     pthread_mutex_unlock(&milter_lock);
+    intake_abort(txn);
     milter_msg_reset(&c->msg);
     buf_free(&c->msg.chunk);
     free(c->client_name);
@@ -843,6 +851,13 @@ struct milter_server *milter_server_new(const struct config *cfg, struct intake 
         free(s);
         return NULL;
     }
+    if ((strncmp(s->l->address, "unix:", 5) == 0 || strncmp(s->l->address, "local:", 6) == 0) &&
+        chmod(strchr(s->l->address, ':') + 1, (mode_t) s->l->socket_mode) < 0) {
+        sy_err_set(err, SY_EIO, "", "milter %s: chmod %s: %s", s->l->name, s->l->address,
+                   strerror(errno));
+        free(s);
+        return NULL;
+    }
     milter_registered = true;
     pthread_mutex_lock(&milter_lock);
     milter_g = s;
@@ -964,7 +979,7 @@ void milter_server_stop(struct milter_server *s)
     milter_g = NULL;
     pthread_mutex_unlock(&milter_lock);
     if (s->l->address != NULL && strncmp(s->l->address, "unix:", 5) == 0)
-        (void) unlink(s->l->address + 5);
+        (void) unlink(strchr(s->l->address, ':') + 1);
     log_info(NULL, "milter %s stopped", s->l->name);
 }
 

@@ -218,13 +218,10 @@ int milter_body_crlf(struct milter_eol *s, const unsigned char *p, size_t n, str
     }
     if (buf_append(out, p + from, n - from) != SY_OK)
         return SY_ETOOBIG;
-    if (n >= 2) {
-        s->prev = p[n - 2];
+    if (n > 0) {
+        /* Every LF went out as CRLF, bare or not. */
+        s->prev = p[n - 1] == '\n' ? '\r' : n >= 2 ? p[n - 2] : s->last;
         s->last = p[n - 1];
-    } else if (n == 1) {
-        /* A bare LF was written as CRLF. */
-        s->prev = p[0] == '\n' ? '\r' : s->last;
-        s->last = p[0];
     }
     return SY_OK;
 }

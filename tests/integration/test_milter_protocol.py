@@ -301,3 +301,37 @@ def test_commit_failure_tempfails(switchyard, free_port, redis):
     m.s.close()
     assert not os.listdir(os.path.join(sw.spool_dir, "q")) if os.path.isdir(
         os.path.join(sw.spool_dir, "q")) else True
+
+
+def test_localserve_capture_milter(switchyard_bin, workdir):
+    """localserve listens on 127.0.0.1:8891 as a capture milter."""
+    if sylib.port_open(8891):
+        pytest.skip("127.0.0.1:8891 is busy (another localserve?)")
+    state = os.path.join(workdir, "ls")
+    lport = sylib.free_port()
+    logf = open(os.path.join(workdir, "localserve.log"), "ab")
+    proc = sylib.subprocess.Popen([switchyard_bin, "localserve", "--state-dir", state,
+                                   "--lmtp-port", str(lport)],
+                                  stdin=sylib.subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                  start_new_session=True)
+    try:
+        sylib.wait_for(lambda: sylib.port_open(8891) and sylib.port_open(lport), sylib.START_TIMEOUT,
+                       "localserve milter on 8891")
+        m = RawMilter(8891)
+        m.negotiate()
+        assert m.connect("c.example", "127.0.0.1")[0] == b"c"
+        assert m.message("QLS1", "ls@example.net", b"via the milter\r\n") == b"d"
+        m.send(b"Q")
+        m.s.close()
+        cap = os.path.join(state, "capture")
+        eml = sylib.wait_for(lambda: [f for f in os.listdir(cap) if f.endswith(".eml")]
+                             if os.path.isdir(cap) else None, 60, "the captured message")
+        with open(os.path.join(cap, eml[0]), "rb") as f:
+            assert f.read() == b"Subject: reuse\r\n\r\nvia the milter\r\n"
+    finally:
+        status = sylib.stop_process(proc)
+        logf.close()
+    with open(os.path.join(workdir, "localserve.log"), errors="replace") as f:
+        log = f.read()
+    assert "milter:          inet:8891@127.0.0.1" in log, log
+    assert sylib.sanitizer_report(log) is None, log
