@@ -42,10 +42,14 @@
  * file (renameat2 RENAME_NOREPLACE, else link + unlink), fsync q/. Any
  * failure unlinks what was written and returns SY_ENOSPACE (4.3.1) or
  * SY_EIO (4.3.0); fsync is never retried on the same descriptor.
+ * The fsync of q/ (after a commit's rename and a removal's unlink) is a
+ * group commit: one fsync covers every entry renamed or unlinked before it
+ * started, for all the threads waiting on it (spool_q_sync()).
  *
- * Thread safety: struct spool holds only descriptors and the path, all set
- * in spool_open() and read-only afterwards, so any thread may use it. A
- * struct spool_writer belongs to one thread.
+ * Thread safety: struct spool holds descriptors and the path, all set in
+ * spool_open() and read-only afterwards, and the group-commit queue under
+ * its own mutex, so any thread may use it. A struct spool_writer belongs
+ * to one thread.
  */
 #include "gateway/spool.h"
 
@@ -101,12 +105,25 @@
 #define RENAME_NOREPLACE (1u << 0)  /* <linux/fs.h> */
 #endif
 
+/* One thread waiting in spool_q_sync(), on its own stack. */
+struct spool_sync_waiter {
+    struct spool_sync_waiter *next;
+    int done;               /* an fsync that started after it queued is over */
+    int rc;                 /* that fsync's result: 0, or -1 with err */
+    int err;
+};
+
 struct spool {
     char *dir;              /* path as given to spool_open() */
     int dirfd;              /* dir/ */
     int tmpfd;              /* dir/tmp */
     int qfd;                /* dir/q: lookups and statvfs only, never fsync'd */
     int lockfd;             /* dir/lock, flock'd for the life of the spool */
+    /* group commit of q/ (spool_q_sync) */
+    pthread_mutex_t sync_lock;
+    pthread_cond_t sync_cond;
+    struct spool_sync_waiter *sync_queue;   /* waiting for the next fsync */
+    int sync_busy;                          /* a thread is in fsync(q/) */
 };
 
 struct spool_writer {
@@ -743,6 +760,8 @@ struct spool *spool_open(const char *dir, struct sy_err *err)
     sp = xcalloc(1, sizeof(*sp));
     sp->dir = xstrdup(dir);
     sp->dirfd = sp->tmpfd = sp->qfd = sp->lockfd = -1;
+    (void) pthread_mutex_init(&sp->sync_lock, NULL);
+    (void) pthread_cond_init(&sp->sync_cond, NULL);
     if (mkdir(dir, 0700) == 0)
         created = 1;
     else if (errno != EEXIST) {
@@ -813,6 +832,8 @@ void spool_close(struct spool *sp)
         (void) close(sp->lockfd);
     if (sp->dirfd >= 0)
         (void) close(sp->dirfd);
+    (void) pthread_cond_destroy(&sp->sync_cond);
+    (void) pthread_mutex_destroy(&sp->sync_lock);
     free(sp->dir);
     free(sp);
 }
@@ -866,6 +887,54 @@ static int spool_dir_fsync(const struct spool *sp, const char *name)
     (void) close(fd);
     errno = e;
     return rc;
+}
+
+/* spool_q_sync - make every rename into and unlink from q/ made so far
+ * durable (group commit)
+ *
+ * The caller has made its change to q/ before it calls. It joins the
+ * queue; whichever thread finds no fsync in progress takes the whole
+ * queue, fsyncs q/ once (through a fresh descriptor, spool_dir_fsync) and
+ * hands the result to every waiter it took, itself included. A waiter's
+ * change came before it queued, and the queue is taken before the fsync
+ * starts, so that fsync covers it; a thread that queues while an fsync
+ * runs waits for the next one, which it or another waiter starts. A
+ * failed fsync fails every change it was to cover. Concurrent sessions so
+ * share one directory fsync instead of queueing behind one each.
+ * Returns 0, or -1 with errno set. */
+static int spool_q_sync(struct spool *sp)
+{
+    struct spool_sync_waiter me = { NULL, 0, 0, 0 };
+    struct spool_sync_waiter *batch, *n, *next;
+    int rc, e;
+
+    (void) pthread_mutex_lock(&sp->sync_lock);
+    me.next = sp->sync_queue;
+    sp->sync_queue = &me;
+    while (!me.done) {
+        if (sp->sync_busy) {
+            (void) pthread_cond_wait(&sp->sync_cond, &sp->sync_lock);
+            continue;
+        }
+        batch = sp->sync_queue;
+        sp->sync_queue = NULL;
+        sp->sync_busy = 1;
+        (void) pthread_mutex_unlock(&sp->sync_lock);
+        rc = spool_dir_fsync(sp, "q");
+        e = rc != 0 ? errno : 0;
+        (void) pthread_mutex_lock(&sp->sync_lock);
+        for (n = batch; n != NULL; n = next) {
+            next = n->next;
+            n->rc = rc;
+            n->err = e;
+            n->done = 1;
+        }
+        sp->sync_busy = 0;
+        (void) pthread_cond_broadcast(&sp->sync_cond);
+    }
+    (void) pthread_mutex_unlock(&sp->sync_lock);
+    errno = me.err;
+    return me.rc;
 }
 
 struct spool_writer *spool_begin(struct spool *sp, const char *qid, struct sy_err *err)
@@ -1053,7 +1122,7 @@ int spool_commit(struct spool_writer *w, const struct envelope *env, struct sy_e
         rc = spool_errno(err, errno, op, what);
         goto fail;
     }
-    if (spool_dir_fsync(w->sp, "q") != 0) {
+    if (spool_q_sync(w->sp) != 0) {
         /* The entry may or may not survive a crash: take it back, so the
          * MTA's retry is the only copy rather than a later duplicate. */
         (void) snprintf(what, sizeof(what), "q/%s", w->qid);
@@ -1247,7 +1316,7 @@ int spool_remove(struct spool *sp, const char *qid, struct sy_err *err)
             return sy_err_set(err, SY_ENOTFOUND, "4.3.0", "spool file %s not found", what);
         return spool_errno(err, errno, "unlink", what);
     }
-    if (spool_dir_fsync(sp, "q") != 0)
+    if (spool_q_sync(sp) != 0)
         return spool_errno(err, errno, "fsync directory of", what);
     return SY_OK;
 }
