@@ -267,10 +267,10 @@ def test_policy_hold_then_release(postfix_m, switchyard):
 
 def test_killed_between_commit_and_reply_retry_delivered_once(postfix_m, switchyard, sink):
     pf = postfix_m
-    # A worker may claim the message in the instant before the crash: a
-    # short lease brings it back soon after the restart.
+    # No delivery workers in the first run: one could claim the message in
+    # the instant before the crash, and its lease would hold it for minutes.
     sw = start_milter(switchyard, pf, {"mode": "capture"},
-                      sylib.deep_merge(relay_to(sink), {"delivery": {"lease": "10s"}}),
+                      sylib.deep_merge(relay_to(sink), {"delivery": {"workers": 0}}),
                       env={"SWITCHYARD_TEST_MILTER_CRASH_AFTER_COMMIT": "1"})
     tag = "crash%d" % time.time_ns()
     msg = fixed_message(tag)
@@ -282,6 +282,8 @@ def test_killed_between_commit_and_reply_retry_delivered_once(postfix_m, switchy
     assert "dying between commit and reply" in sw.log_text
     # The MTA kept nothing; the client retries the same message.
     pf.wait_empty()
+    sw.config["delivery"]["workers"] = 2
+    sw.write_config()
     sw.start()
     sylib.wait_for(lambda: sylib.port_open(pf.milter_port), 30, "milter port")
     swaks_data(pf, "s@example.org", ["crash@example.net"], msg)
