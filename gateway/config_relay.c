@@ -630,6 +630,7 @@ static void cfg_build_listener_names(struct cfg_ctx *cx, const struct config *cf
     for (size_t i = 0; i < ln->nkids; i++) {
         const struct cfg_node *e = ln->kids[i];
         size_t k;
+        bool found;
 
         (void) cfg_path_idx(p, sizeof(p), path, i);
         if (cfg_node_absent(e)) {
@@ -641,7 +642,12 @@ static void cfg_build_listener_names(struct cfg_ctx *cx, const struct config *cf
         for (k = 0; k < cfg->lmtp.nlisteners; k++)
             if (cfg->lmtp.listeners[k].name != NULL && strcmp(cfg->lmtp.listeners[k].name, e->value) == 0)
                 break;
-        if (k == cfg->lmtp.nlisteners)
+        found = k < cfg->lmtp.nlisteners;
+        /* A milter listener's name matches too (milter.listeners). */
+        for (size_t m = 0; !found && m < cfg->milter.nlisteners; m++)
+            found = cfg->milter.listeners[m].name != NULL &&
+                    strcmp(cfg->milter.listeners[m].name, e->value) == 0;
+        if (!found)
             cfg_err_at(cx, e->line, p, "unknown listener \"%s\" (lmtp.listeners names them)",
                        cfg_echo(echo, sizeof(echo), e->value));
         else

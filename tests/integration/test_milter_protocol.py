@@ -8,6 +8,7 @@ the capture transport delivered, byte for byte.
 import glob
 import json
 import os
+import re
 import socket
 import struct
 
@@ -26,8 +27,8 @@ def milter_overrides(port, **listener):
             "delivery": {"workers": 2, "default_transport": "capture"}}
 
 
-def start_milter(switchyard, port, **listener):
-    sw = switchyard(overrides=milter_overrides(port, **listener))
+def start_milter(switchyard, port, extra=None, **listener):
+    sw = switchyard(overrides=sylib.deep_merge(milter_overrides(port, **listener), extra or {}))
     sylib.wait_for(lambda: sylib.port_open(port), 30, "milter port %d" % port)
     return sw
 
@@ -179,7 +180,12 @@ def test_quit_nc_connection_reuse(switchyard, free_port):
     (libmilter accepts QUIT_NC only after an end of message answered with
     CONTINUE, which is what a message switchyard leaves to the MTA gets.)"""
     port = free_port()
-    sw = start_milter(switchyard, port, capture_domains=["example.net"])
+    # {auth_authen} is the account scope of route rules; the milter
+    # listener's name matches in match.listeners.
+    routes = {"transports": {"acct": {"type": "capture"}, "viamilter": {"type": "capture"}},
+              "routes": {"accounts": {"bob": [{"transport": "acct"}]},
+                         "global": [{"match": {"listeners": ["mt"]}, "transport": "viamilter"}]}}
+    sw = start_milter(switchyard, port, extra=routes, capture_domains=["example.net"])
     m = RawMilter(port)
     _, act, proto = m.negotiate()
     assert proto & 0x100000, "SMFIP_HDR_LEADSPC not requested"
@@ -224,6 +230,8 @@ def test_quit_nc_connection_reuse(switchyard, free_port):
     log = sw.log_text
     assert "captured 1 of 2 recipient(s), mta_qid=QNC1" in log
     assert "captured 1 of 1 recipient(s), mta_qid=QNC2" in log
+    assert re.search(r"to=<reuse1@example\.net>, relay=acct, transport=acct, route=account:bob\[0\]", log), log
+    assert re.search(r"to=<reuse2@example\.net>, relay=viamilter, transport=viamilter, route=global\[0\]", log), log
 
 
 def test_oversized_headers(switchyard, free_port):
