@@ -1050,6 +1050,59 @@ static void cfg_build_rest(struct cfg_ctx *cx, const struct cfg_raw *r, struct c
                     "capture.dir and spool.dir must be different directories");
 }
 
+/* A worker waits this long for a busy transport's connection
+ * (RELAY_BUSY_WAIT_MS in gateway/transport/relay.c). */
+#define CFG_BUSY_WAIT_MS (10 * CFG_SEC)
+/* The default delivery.lease is 10 min, or the longest attempt plus this
+ * when that is longer. */
+#define CFG_LEASE_MARGIN_MS CFG_MIN
+
+/* cfg_attempt_max_ms - the longest one attempt through t can take: connect,
+ * then each phase's timeout once (greeting, one command, DATA, one data
+ * block, the final "."), plus the wait for a busy connection. Capture is
+ * local and bounded by the disk. */
+static uint64_t cfg_attempt_max_ms(const struct cfg_transport *t)
+{
+    if (t->type == CFG_TRANSPORT_CAPTURE)
+        return 0;
+    return t->connect_timeout_ms + t->greeting_timeout_ms + t->command_timeout_ms + t->data_timeout_ms +
+           t->data_block_timeout_ms + t->data_done_timeout_ms + CFG_BUSY_WAIT_MS;
+}
+
+/* cfg_check_lease - delivery.lease must outlast the longest attempt of
+ * every transport: a worker renews its lease right before each attempt
+ * (deliver.c), and a lease that runs out during one lets a second worker
+ * deliver the same recipients. A lease given in the file that is shorter
+ * is an error; the default grows to fit. */
+static void cfg_check_lease(struct cfg_ctx *cx, const struct cfg_raw *r, struct config *cfg)
+{
+    const struct cfg_transport *worst = NULL;
+    uint64_t longest = 0;
+
+    for (size_t i = 0; i < cfg->ntransports; i++) {
+        uint64_t ms = cfg_attempt_max_ms(&cfg->transports[i]);
+
+        if (ms > longest) {
+            longest = ms;
+            worst = &cfg->transports[i];
+        }
+    }
+    if (worst == NULL || cfg->delivery.lease_ms >= longest)
+        return;
+    if (cfg_val(cx, "delivery.lease", r->delivery != NULL ? r->delivery->lease : NULL) != NULL) {
+        char a[32], b[32];
+
+        cfg_err_key(cx, "delivery.lease",
+                    "lease (%s) is shorter than the longest attempt through transport %s (%s: "
+                    "connect, greeting, command, data, data_block and data_done timeouts and 10s "
+                    "waiting for a connection); a second worker could deliver the same mail",
+                    cfg_fmt_duration(a, sizeof(a), cfg->delivery.lease_ms), worst->name,
+                    cfg_fmt_duration(b, sizeof(b), longest));
+        return;
+    }
+    cfg->delivery.lease_ms = longest + CFG_LEASE_MARGIN_MS;
+}
+
 /* cfg_build - pass 3: a validated config, or NULL after errors */
 static struct config *cfg_build(struct cfg_ctx *cx, const struct cfg_raw *r, const char *name)
 {
@@ -1062,6 +1115,7 @@ static struct config *cfg_build(struct cfg_ctx *cx, const struct cfg_raw *r, con
     cfg_build_milter(cx, r->milter, cfg);
     cfg_build_rest(cx, r, cfg);
     cfg_relay_build(cx, cfg);
+    cfg_check_lease(cx, r, cfg);
     if (cx->nproblems > 0) {
         config_free(cfg);
         return NULL;

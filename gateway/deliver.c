@@ -42,6 +42,10 @@
 /* When a failure DSN cannot be queued, the failure becomes a deferral
  * retried after this long (the DSN must not be lost). */
 #define DELIVER_DSN_RETRY_MS ((int64_t) 60000)
+/* The latest FUTURERELEASE time believed (9999-12-31T23:59:59Z, unix s):
+ * hold_until comes from the spool file, which may be damaged, and * 1000
+ * must not overflow. */
+#define DELIVER_HOLD_UNTIL_MAX INT64_C(253402300799)
 /* Message bytes read for a DSN that returns only the header section of a
  * message too large to return whole: the header section must end within
  * this (intake keeps headers to 100 KiB, Postfix header_size_limit). */
@@ -75,8 +79,23 @@ struct deliver_item {
     struct deliver_verdict v;
     int skip;                       /* decided before any transport (admin, release time) */
     int before_release;             /* FUTURERELEASE time not reached: no attempt */
+    int lost;                       /* not ours any more (queue_lease_renew): neither
+                                     * attempted nor recorded */
+    int dsn_pending;                /* enum queue_dsn_pending to record (the DSN of a
+                                     * delivery could not be queued) */
     int64_t base_ms;                /* expiry counts from here */
 };
+
+/* deliver_hold_ms - the FUTURERELEASE time of env in unix ms, 0 for none;
+ * clamped, so a damaged spool value cannot overflow */
+static int64_t deliver_hold_ms(const struct envelope *env)
+{
+    if (env->hold_until <= 0)
+        return 0;
+    if (env->hold_until > DELIVER_HOLD_UNTIL_MAX)
+        return DELIVER_HOLD_UNTIL_MAX * 1000;
+    return env->hold_until * 1000;
+}
 
 struct deliver *deliver_new(const struct config *cfg, struct spool *sp, struct queue_pool *qp,
                             struct intake *in)
@@ -491,7 +510,7 @@ static int deliver_record(struct deliver *d, struct queue *q, const char *qid,
     char safe_route[LOG_SAFE_MAX];
     char relay[TRANSPORT_HOST_MAX + TRANSPORT_ADDR_MAX + 4];
     const char *tname = it->t != NULL ? it->t->name : "";
-    int all_final = 0;
+    int all_final = 0, rc;
 
     memset(&res, 0, sizeof(res));
     memset(&h, 0, sizeof(h));
@@ -502,6 +521,8 @@ static int deliver_record(struct deliver *d, struct queue *q, const char *qid,
     res.reply = it->tr.reply;
     res.not_attempted = it->v.not_attempted;
     res.delay_sent = it->v.delay_sent;
+    res.token = it->c->token;
+    res.dsn_pending = it->dsn_pending;
     h.at_ms = at_ms;
     h.duration_ms = it->duration_ms;
     h.transport = tname;
@@ -522,9 +543,19 @@ static int deliver_record(struct deliver *d, struct queue *q, const char *qid,
              it->c->attempts + (it->v.not_attempted ? 0 : 1),
              (double) it->duration_ms / 1000.0,
              it->v.not_attempted ? "not attempted" : it->v.state == QUEUE_DELIVERED ? "sent" :
+             it->dsn_pending != QUEUE_DSN_NONE ? "sent (sender notification pending)" :
              it->v.state == QUEUE_FAILED ? (it->v.expired ? "expired" : "bounced") : "deferred",
              log_safe(safe_reply, sizeof(safe_reply), it->tr.reply));
-    if (queue_record_result(q, qid, it->c->idx, &res, &all_final, &err) != SY_OK) {
+    rc = queue_record_result(q, qid, it->c->idx, &res, &all_final, &err);
+    if (rc == QUEUE_STALE) {
+        /* Fenced (docs/redis-schema.md): the lease ran out during the
+         * attempt and another worker claimed the recipient since; its
+         * result stands, this one is dropped. */
+        log_warn(qid, "to=<%s>: result ignored: the lease ran out during the attempt and the "
+                 "recipient was claimed again", addr);
+        return 0;
+    }
+    if (rc != SY_OK) {
         /* The lease brings the recipient back: at worst one duplicate. */
         log_error(qid, "cannot record result: %s", err.text);
         return 0;
@@ -539,10 +570,12 @@ static void deliver_fail_items(struct deliver *d, struct queue *q, const char *q
                                const struct queue_claim *c, size_t n, const char *reason)
 {
     for (size_t i = 0; i < n; i++) {
-        struct queue_result res = { .state = QUEUE_FAILED, .reply = reason, .at_ms = clock_real_ms() };
+        struct queue_result res = { .state = QUEUE_FAILED, .reply = reason, .at_ms = clock_real_ms(),
+                                    .token = c[i].token };
         struct sy_err err;
+        int rc = queue_record_result(q, qid, c[i].idx, &res, NULL, &err);
 
-        if (queue_record_result(q, qid, c[i].idx, &res, NULL, &err) != SY_OK)
+        if (rc != SY_OK && rc != QUEUE_STALE)
             log_error(qid, "cannot record result: %s", err.text);
     }
     (void) d;
@@ -598,6 +631,7 @@ struct deliver_arrays {
     size_t *group;
     struct transport_rcpt *tr;  /* one transport group's recipients */
     size_t *map;                /* tr[k] is items[map[k]] */
+    unsigned char *kept;        /* queue_lease_renew()'s answer */
 };
 
 static void deliver_arrays_init(struct deliver_arrays *a, size_t n)
@@ -608,6 +642,7 @@ static void deliver_arrays_init(struct deliver_arrays *a, size_t n)
     a->group = xcalloc(n, sizeof(*a->group));
     a->tr = xcalloc(n, sizeof(*a->tr));
     a->map = xcalloc(n, sizeof(*a->map));
+    a->kept = xcalloc(n, sizeof(*a->kept));
 }
 
 static void deliver_arrays_free(struct deliver_arrays *a)
@@ -618,6 +653,32 @@ static void deliver_arrays_free(struct deliver_arrays *a)
     free(a->group);
     free(a->tr);
     free(a->map);
+    free(a->kept);
+}
+
+/* deliver_renew - renews the lease of the claimed recipients c[0..n) right
+ * before an attempt (delivery.lease covers the longest attempt of any
+ * transport, config.c); one that is no longer ours becomes lost: it is
+ * neither attempted nor recorded. When Redis cannot answer, none is ours:
+ * their leases bring them back. */
+static void deliver_renew(struct deliver *d, struct queue *q, const struct queue_claim *c,
+                          struct deliver_item *items, size_t n, unsigned char *kept)
+{
+    struct sy_err err;
+    int64_t until = clock_real_ms() + (int64_t) d->cfg->delivery.lease_ms;
+
+    sy_err_clear(&err);
+    if (queue_lease_renew(q, c, n, until, kept, &err) != SY_OK) {
+        log_warn(c[0].qid, "cannot renew the lease, recipients left for later: %s", err.text);
+        memset(kept, 0, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (kept[i] || items[i].lost)
+            continue;
+        items[i].lost = 1;
+        log_info(c[0].qid, "recipient %u not attempted: claimed by another worker, held or final "
+                 "since this batch was claimed", c[i].idx);
+    }
 }
 
 static void deliver_message_run(struct deliver *d, struct queue *q, const struct queue_claim *c,
@@ -657,11 +718,13 @@ static void deliver_message_run(struct deliver *d, struct queue *q, const struct
     if (rc == SY_ENOTFOUND) {
         log_error(qid, "spool file missing: recipients marked missing");
         (void) queue_mark_missing(q, qid, &err);
+        env_free(&env);
         return;
     }
     if (rc == SY_EIO) {
         /* A read error may pass: the lease brings the recipients back. */
         log_warn(qid, "spool file read error, retrying later: %s", err.text);
+        env_free(&env);
         return;
     }
     if (rc != SY_OK) {
@@ -673,8 +736,8 @@ static void deliver_message_run(struct deliver *d, struct queue *q, const struct
 
     now = clock_real_ms();
     base = env.arrival_us / 1000;
-    if (env.hold_until * 1000 > base)
-        base = env.hold_until * 1000;
+    if (deliver_hold_ms(&env) > base)
+        base = deliver_hold_ms(&env);
     for (size_t i = 0; i < n; i++) {
         struct deliver_item *it = &items[i];
 
@@ -690,6 +753,16 @@ static void deliver_message_run(struct deliver *d, struct queue *q, const struct
             (void) snprintf(it->route, sizeof(it->route), "none");
             continue;
         }
+        if (c[i].dsn_pending != QUEUE_DSN_NONE) {
+            /* Delivered already: only its DSN is still to be queued. */
+            it->tr.code = SY_OK;
+            it->tr.relayed = c[i].dsn_pending == QUEUE_DSN_RELAYED;
+            it->skip = 1;
+            (void) snprintf(it->route, sizeof(it->route), "dsn-retry");
+            (void) snprintf(it->tr.reply, sizeof(it->tr.reply),
+                            "2.0.0 delivered earlier, sender notification retried");
+            continue;
+        }
         if (c[i].admin == QUEUE_ADMIN_FAIL || c[i].admin == QUEUE_ADMIN_DROP) {
             (void) snprintf(it->tr.reply, sizeof(it->tr.reply), "5.0.0 %s by administrator",
                             c[i].admin == QUEUE_ADMIN_FAIL ? "failed" : "dropped");
@@ -698,7 +771,7 @@ static void deliver_message_run(struct deliver *d, struct queue *q, const struct
             (void) snprintf(it->route, sizeof(it->route), "admin");
             continue;
         }
-        if (env.hold_until > 0 && env.hold_until * 1000 > now) {
+        if (deliver_hold_ms(&env) > now) {
             /* FUTURERELEASE (RFC 4865): no attempt before the release time. */
             it->skip = 1;
             it->before_release = 1;
@@ -722,12 +795,17 @@ static void deliver_message_run(struct deliver *d, struct queue *q, const struct
 
         if (group[g] != g || items[g].skip)
             continue;
+        /* The lease was taken for the whole batch at claim time: renew it
+         * right before this transaction, which the lease must cover. */
+        deliver_renew(d, q, c, items, n, arr->kept);
         for (size_t i = g; i < n; i++) {
-            if (group[i] == g && !items[i].skip) {
+            if (group[i] == g && !items[i].skip && !items[i].lost) {
                 tr[k] = items[i].tr;
                 map[k++] = i;
             }
         }
+        if (k == 0)
+            continue;
         if (fd < 0)
             fd = spool_open_message(d->sp, qid, &err);
         memset(&atts[g], 0, sizeof(atts[g]));
@@ -767,6 +845,10 @@ static void deliver_message_run(struct deliver *d, struct queue *q, const struct
         if (it->c->released_ms > b)
             b = it->c->released_ms;
         it->base_ms = b;
+        if (it->lost) {
+            memset(&it->v, 0, sizeof(it->v));
+            continue;
+        }
         memset(&f, 0, sizeof(f));
         f.code = it->tr.code;
         f.relayed = it->tr.relayed;
@@ -787,7 +869,21 @@ static void deliver_message_run(struct deliver *d, struct queue *q, const struct
             memset(&it->v, 0, sizeof(it->v));
             it->v.state = QUEUE_QUEUED;
             it->v.not_attempted = 1;
-            it->v.next_ms = env.hold_until * 1000;
+            it->v.next_ms = deliver_hold_ms(&env);
+            continue;
+        }
+        if (it->c->dsn_pending != QUEUE_DSN_NONE) {
+            int act = it->c->dsn_pending == QUEUE_DSN_RELAYED ? DSN_ACTION_RELAYED : DSN_ACTION_DELIVERED;
+
+            memset(&it->v, 0, sizeof(it->v));
+            it->v.state = QUEUE_DELIVERED;
+            if (at_ms < b + (int64_t) f.retry.expiry_ms)
+                it->v.dsn_action = deliver_want(&f, act);
+            else
+                log_error(qid, "recipient %u: the %s DSN could not be queued within the queue "
+                          "lifetime, given up", it->c->idx, dsn_action_name(act));
+            if (it->v.dsn_action != 0)
+                have_dsn = 1;
             continue;
         }
         deliver_decide(&f, &iseed, &it->v);
@@ -809,7 +905,16 @@ static void deliver_message_run(struct deliver *d, struct queue *q, const struct
         for (size_t i = 0; i < n; i++) {
             struct deliver_item *it = &items[i];
 
-            if (it->v.dsn_action == DSN_ACTION_FAILED) {
+            if (it->v.state == QUEUE_DELIVERED &&
+                (it->v.dsn_action == DSN_ACTION_RELAYED || it->v.dsn_action == DSN_ACTION_DELIVERED)) {
+                /* Delivered, never to be attempted again, but its DSN is
+                 * not durable: it stays queued with dsn_pending, and
+                 * its next claim only queues the DSN (deliver.h). */
+                it->dsn_pending = it->v.dsn_action == DSN_ACTION_RELAYED ? QUEUE_DSN_RELAYED
+                                                                         : QUEUE_DSN_DELIVERED;
+                it->v.state = QUEUE_QUEUED;
+                it->v.next_ms = at_ms + DELIVER_DSN_RETRY_MS;
+            } else if (it->v.dsn_action == DSN_ACTION_FAILED) {
                 /* Not recorded as failed without its DSN: retry later. */
                 it->v.state = QUEUE_QUEUED;
                 it->v.expired = 0;
@@ -822,7 +927,7 @@ static void deliver_message_run(struct deliver *d, struct queue *q, const struct
         }
     }
     for (size_t i = 0; i < n; i++)
-        if (deliver_record(d, q, qid, &env, &items[i], at_ms))
+        if (!items[i].lost && deliver_record(d, q, qid, &env, &items[i], at_ms))
             all_final = 1;
     if (all_final) {
         if (spool_remove(d->sp, qid, &err) != SY_OK && err.code != SY_ENOTFOUND)

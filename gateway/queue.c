@@ -57,7 +57,10 @@
  * that case: INSERT writes the message hash (what makes a retry a no-op)
  * last, so a retry redoes the whole insert; RECORD marks the recipient
  * before counting it final in the message, so a cut-short run can leave a
- * message never "done" (spool file kept) but never done too early.
+ * message never "done" (spool file kept) but never done too early. A
+ * deletion (HDEL) is allowed under maxmemory and, as a script's first
+ * write, would let the writes after it past the -OOM check: RECORD
+ * deletes only after its first write.
  *
  * INSERT: KEYS msg sched held index [dedup]; ARGV rcpt-key-prefix
  * ("P:{N}:rcpt:QID:"), qid, next_ms, m, m message field/value args, nrcpt,
@@ -96,9 +99,14 @@ static const char queue_lua_insert[] =
     "return 1\n";
 
 /* CLAIM: KEYS sched; ARGV now_ms, lease_until_ms, max, rcpt-key-base
- * ("P:{N}:rcpt:"), msg-key-base ("P:{N}:msg:"), msg_max. Returns six
+ * ("P:{N}:rcpt:"), msg-key-base ("P:{N}:msg:"), msg_max. Returns eight
  * entries per claimed recipient: member, attempts, admin, reroute,
- * released_ms, delay_sent ("" for an absent field). A schedule entry whose
+ * released_ms, delay_sent, dsn_pending ("" for an absent field) and the
+ * claim token. Each claim counts the recipient's `claim` field up (a
+ * damaged value restarts at 1) and stores the lease end in `lease_ms`:
+ * RECORD and RENEW act only for the latest claim (the fence that keeps a
+ * worker whose lease ran out from clobbering its successor's result), and
+ * a release from a hold waits for the lease (queue_admin.c). A schedule entry whose
  * recipient is not "queued" (gone, final, held), or whose message record
  * is gone, is stale and is dropped instead of claimed.
  *
@@ -136,13 +144,42 @@ static const char queue_lua_claim[] =
     "  if qid and redis.call('HGET', k, 'state') == 'queued'\n"
     "     and redis.call('EXISTS', ARGV[5] .. qid) == 1 then\n"
     "    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member)\n"
+    "    local tok = math.floor(tonumber(redis.call('HGET', k, 'claim') or '0') or 0) + 1\n"
+    "    if tok ~= tok or tok < 1 or tok >= 2^53 then tok = 1 end\n"
+    "    tok = string.format('%.0f', tok)\n"
+    "    redis.call('HSET', k, 'claim', tok, 'lease_ms', ARGV[2])\n"
     "    out[#out + 1] = member\n"
-    "    local f = redis.call('HMGET', k, 'attempts', 'admin', 'reroute', 'released_ms', 'delay_sent')\n"
+    "    local f = redis.call('HMGET', k, 'attempts', 'admin', 'reroute', 'released_ms', 'delay_sent',\n"
+    "                         'dsn_pending')\n"
     "    out[#out + 1] = f[1] or '0'\n"
-    "    for j = 2, 5 do out[#out + 1] = f[j] or '' end\n"
+    "    for j = 2, 6 do out[#out + 1] = f[j] or '' end\n"
+    "    out[#out + 1] = tok\n"
     "  else\n"
     "    redis.call('ZREM', KEYS[1], member)\n"
     "  end\n"
+    "end\n"
+    "return out\n";
+
+/* RENEW: KEYS sched; ARGV lease_until_ms, rcpt-key-base, then pairs of
+ * member and claim token. Returns 1 or 0 per pair: 1 when the recipient's
+ * `claim` is the token and it is queued (its schedule score and lease_ms
+ * become lease_until_ms); 0 otherwise, and a held one (held while this
+ * worker had it) loses its lease_ms, so a release makes it due at once. */
+static const char queue_lua_renew[] =
+    "local out = {}\n"
+    "for i = 3, #ARGV - 1, 2 do\n"
+    "  local m, k, ok = ARGV[i], ARGV[2] .. ARGV[i], 0\n"
+    "  if redis.call('HGET', k, 'claim') == ARGV[i + 1] then\n"
+    "    local st = redis.call('HGET', k, 'state')\n"
+    "    if st == 'queued' then\n"
+    "      redis.call('ZADD', KEYS[1], ARGV[1], m)\n"
+    "      redis.call('HSET', k, 'lease_ms', ARGV[1])\n"
+    "      ok = 1\n"
+    "    elseif st == 'held' then\n"
+    "      redis.call('HDEL', k, 'lease_ms')\n"
+    "    end\n"
+    "  end\n"
+    "  out[#out + 1] = ok\n"
     "end\n"
     "return out\n";
 
@@ -150,11 +187,18 @@ static const char queue_lua_claim[] =
  * state ("queued"|"delivered"|"failed"), next_ms, at_ms, transport, reply,
  * counted ("1": an attempt; "0": nothing was tried, only reschedule),
  * delay_sent ("1": mark the delay DSN sent), history entry ("" none),
- * history length kept. Returns -1 unknown recipient, 0 recorded, 1
- * recorded and the message is done. A recipient already final, or a
- * repeat of the same result (same at_ms), changes nothing and reports the
- * message's current state. A recipient held while its attempt ran stays
- * held on a deferral (attempt and history are still recorded). */
+ * history length kept, claim token ("" unfenced), dsn_pending ("",
+ * "relayed" or "delivered": delivered, DSN still to queue; state is then
+ * "queued"). Returns -1 unknown recipient, 0 recorded, 1 recorded and the
+ * message is done, 2 stale: the recipient's `claim` is no longer the
+ * token (claimed again after the lease ran out), nothing changed. A
+ * recipient already final, or a repeat of the same result (same at_ms),
+ * changes nothing and reports the message's current state. Otherwise the
+ * lease ends (lease_ms deleted). A recipient held while its attempt ran
+ * stays held on a deferral (attempt and history are still recorded). A
+ * recipient with dsn_pending was delivered already: a later result is no
+ * counted attempt and leaves history, transport and last_reply alone;
+ * "delivered" clears the flag and makes it final, "queued" reschedules. */
 static const char queue_lua_record[] =
     "local st = redis.call('HGET', KEYS[2], 'state')\n"
     "if not st or redis.call('EXISTS', KEYS[1]) == 0 then\n"
@@ -162,16 +206,32 @@ static const char queue_lua_record[] =
     "  redis.call('ZREM', KEYS[4], ARGV[1])\n"
     "  return -1\n"
     "end\n"
+    "if ARGV[12] ~= '' and redis.call('HGET', KEYS[2], 'claim') ~= ARGV[12] then return 2 end\n"
     "if st == 'delivered' or st == 'failed' or st == 'missing'\n"
     "   or redis.call('HGET', KEYS[2], 'last_ms') == ARGV[5] then\n"
     "  if redis.call('HGET', KEYS[1], 'state') == 'done' then return 1 end\n"
     "  return 0\n"
     "end\n"
+    "local pend = redis.call('HGET', KEYS[2], 'dsn_pending')\n"
+    "if pend then\n"
+    "  if ARGV[3] == 'queued' then\n"
+    "    redis.call('HSET', KEYS[2], 'last_ms', ARGV[5])\n"
+    "    redis.call('HDEL', KEYS[2], 'lease_ms')\n"
+    "    if st == 'queued' then\n"
+    "      redis.call('HSET', KEYS[2], 'next_ms', ARGV[4])\n"
+    "      redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])\n"
+    "    end\n"
+    "    return 0\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[2], 'state', ARGV[3], 'last_ms', ARGV[5])\n"
+    "  redis.call('HDEL', KEYS[2], 'dsn_pending', 'lease_ms')\n"
+    "else\n"
     "if ARGV[8] == '0' then\n"
     "  if st == 'queued' then\n"
     "    redis.call('HSET', KEYS[2], 'next_ms', ARGV[4])\n"
     "    redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])\n"
     "  end\n"
+    "  redis.call('HDEL', KEYS[2], 'lease_ms')\n"
     "  return 0\n"
     "end\n"
     "if ARGV[10] ~= '' then\n"
@@ -179,7 +239,9 @@ static const char queue_lua_record[] =
     "  redis.call('LTRIM', KEYS[7], -tonumber(ARGV[11]), -1)\n"
     "end\n"
     "if ARGV[9] == '1' then redis.call('HSET', KEYS[2], 'delay_sent', '1') end\n"
+    "if ARGV[13] ~= '' and ARGV[3] == 'queued' then redis.call('HSET', KEYS[2], 'dsn_pending', ARGV[13]) end\n"
     "redis.call('HINCRBY', KEYS[2], 'attempts', 1)\n"
+    "redis.call('HDEL', KEYS[2], 'lease_ms')\n"
     "if st == 'held' and ARGV[3] == 'queued' then\n"
     "  redis.call('HSET', KEYS[2], 'last_ms', ARGV[5])\n"
     "  if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'transport', ARGV[6]) end\n"
@@ -192,6 +254,7 @@ static const char queue_lua_record[] =
     "else redis.call('HDEL', KEYS[2], 'transport') end\n"
     "if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'last_reply', ARGV[7])\n"
     "else redis.call('HDEL', KEYS[2], 'last_reply') end\n"
+    "end\n"
     "redis.call('ZREM', KEYS[4], ARGV[1])\n"
     "if ARGV[3] == 'queued' then\n"
     "  redis.call('HSET', KEYS[2], 'next_ms', ARGV[4])\n"
@@ -222,7 +285,7 @@ static const char queue_lua_missing[] =
     "  local s = redis.call('HGET', k, 'state')\n"
     "  if s == 'queued' or s == 'held' then\n"
     "    redis.call('HSET', k, 'state', 'missing')\n"
-    "    redis.call('HDEL', k, 'next_ms')\n"
+    "    redis.call('HDEL', k, 'next_ms', 'lease_ms')\n"
     "  end\n"
     "  redis.call('ZREM', KEYS[2], member)\n"
     "  redis.call('ZREM', KEYS[3], member)\n"
@@ -267,6 +330,25 @@ static const char queue_lua_purge[] =
     "  redis.call('ZREM', KEYS[1], id)\n"
     "end\n"
     "return #ids\n";
+
+/* queue_dsn_name - the stored value of field dsn_pending ("" for none) */
+static const char *queue_dsn_name(int p)
+{
+    return p == QUEUE_DSN_RELAYED ? "relayed" : p == QUEUE_DSN_DELIVERED ? "delivered" : "";
+}
+
+/* queue_dsn_parse - field dsn_pending to enum queue_dsn_pending; -1 when
+ * unknown */
+static int queue_dsn_parse(const char *s, size_t n)
+{
+    if (n == 0)
+        return QUEUE_DSN_NONE;
+    if (n == 7 && memcmp(s, "relayed", 7) == 0)
+        return QUEUE_DSN_RELAYED;
+    if (n == 9 && memcmp(s, "delivered", 9) == 0)
+        return QUEUE_DSN_DELIVERED;
+    return -1;
+}
 
 /* queue_state_name - the stored name of a recipient state */
 const char *queue_state_name(int state)
@@ -554,10 +636,10 @@ int queue_mark_missing(struct queue *q, const char *qid, struct sy_err *err)
 }
 
 /* Entries per claimed recipient in the CLAIM reply. */
-#define QUEUE_CLAIM_FIELDS ((size_t) 6)
+#define QUEUE_CLAIM_FIELDS ((size_t) 8)
 
-/* queue_claim_extra - admin, reroute, released_ms, delay_sent of a CLAIM
- * reply into c; -1 when malformed */
+/* queue_claim_extra - admin, reroute, released_ms, delay_sent,
+ * dsn_pending and the token of a CLAIM reply into c; -1 when malformed */
 static int queue_claim_extra(redisReply *const *f, struct queue_claim *c)
 {
     uint64_t u;
@@ -586,6 +668,12 @@ static int queue_claim_extra(redisReply *const *f, struct queue_claim *c)
         c->released_ms = (int64_t) u;
     }
     c->delay_sent = f[3]->len == 1 && f[3]->str[0] == '1';
+    c->dsn_pending = queue_dsn_parse(f[4]->str, f[4]->len);
+    if (c->dsn_pending < 0)
+        return -1;
+    if (queue_parse_u64(f[5], INT64_MAX, &u) != 0 || u == 0)
+        return -1;
+    c->token = u;
     return 0;
 }
 
@@ -678,6 +766,60 @@ int queue_claim_due_msg(struct queue *q, int64_t now_ms, int64_t lease_ms,
     }
     freeReplyObject(r);
     *nout = n;
+    return SY_OK;
+}
+
+int queue_lease_renew(struct queue *q, const struct queue_claim *c, size_t n,
+                      int64_t lease_until_ms, unsigned char *kept, struct sy_err *err)
+{
+    char sched[QUEUE_KEY_MAX], rcptbase[QUEUE_KEY_MAX];
+    char (*members)[QID_SIZE + QUEUE_NUM_SIZE];
+    struct queue_args a;
+    redisReply *r;
+    int rc;
+
+    if (n == 0)
+        return SY_OK;
+    memset(kept, 0, n);
+    if (n > QUEUE_BATCH_MAX * 2 || lease_until_ms < 0)
+        return sy_err_set(err, SY_ESYNTAX, "4.3.0", "queue: renew: bad arguments");
+    for (size_t i = 0; i < n; i++)
+        if (queue_check_qid(c[i].qid, err) != SY_OK || c[i].idx >= QUEUE_RCPT_MAX ||
+            c[i].token == 0 || c[i].token > INT64_MAX)
+            return sy_err_set(err, SY_ESYNTAX, "4.3.0", "queue: renew: bad claim");
+    queue_key(q, sched, sizeof(sched), "sched");
+    queue_key(q, rcptbase, sizeof(rcptbase), "rcpt:");
+    queue_script_args(&a);
+    queue_args_str(&a, sched);
+    queue_args_i64(&a, lease_until_ms);
+    queue_args_str(&a, rcptbase);
+    /* The arguments borrow their strings until the script ran. */
+    members = xcalloc(n, sizeof(*members));
+    for (size_t i = 0; i < n; i++) {
+        (void) snprintf(members[i], sizeof(members[i]), "%s:%u", c[i].qid, c[i].idx);
+        queue_args_str(&a, members[i]);
+        queue_args_i64(&a, (int64_t) c[i].token);
+    }
+    rc = queue_script(q, QS_RENEW, queue_lua_renew, &a, 1, &r, err);
+    queue_args_free(&a);
+    free(members);
+    if (rc != SY_OK)
+        return SY_ETEMP;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+        freeReplyObject(r);
+        return queue_unexpected(q, "renew", err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *e = r->element[i];
+
+        if (e->type != REDIS_REPLY_INTEGER || (e->integer != 0 && e->integer != 1)) {
+            memset(kept, 0, n);
+            freeReplyObject(r);
+            return queue_unexpected(q, "renew", err);
+        }
+        kept[i] = (unsigned char) e->integer;
+    }
+    freeReplyObject(r);
     return SY_OK;
 }
 
@@ -777,7 +919,7 @@ static void queue_hist_field(struct buf *b, const char *s, size_t max, int last)
 static void queue_hist_encode(struct buf *b, const struct queue_result *res)
 {
     const struct queue_attempt *h = res->hist;
-    const char *st = res->state == QUEUE_DELIVERED ? "delivered" :
+    const char *st = res->state == QUEUE_DELIVERED || res->dsn_pending != QUEUE_DSN_NONE ? "delivered" :
                      res->state == QUEUE_FAILED ? "failed" : "deferred";
 
     (void) buf_printf(b, "%lld\t%lld\t%s\t", (long long) h->at_ms,
@@ -813,7 +955,9 @@ int queue_record_result(struct queue *q, const char *qid, unsigned idx,
     if (res == NULL || idx >= QUEUE_RCPT_MAX || res->at_ms < 0 ||
         (res->state != QUEUE_QUEUED && res->state != QUEUE_DELIVERED && res->state != QUEUE_FAILED) ||
         (res->state == QUEUE_QUEUED && res->next_ms < 0) ||
-        (res->not_attempted && res->state != QUEUE_QUEUED))
+        (res->not_attempted && res->state != QUEUE_QUEUED) || res->token > INT64_MAX ||
+        (res->dsn_pending != QUEUE_DSN_NONE &&
+         (res->state != QUEUE_QUEUED || res->not_attempted || queue_dsn_name(res->dsn_pending)[0] == '\0')))
         return sy_err_set(err, SY_ESYNTAX, "4.3.0", "queue: record %s: bad result", qid);
     transport = res->transport != NULL ? res->transport : "";
     reply = res->reply != NULL ? res->reply : "";
@@ -859,6 +1003,11 @@ int queue_record_result(struct queue *q, const char *qid, unsigned idx,
     queue_args_str(&a, res->delay_sent ? "1" : "0");
     queue_args_mem(&a, buf_str(&hist), hist.len);
     queue_args_i64(&a, QUEUE_HIST_MAX);
+    if (res->token != 0)
+        queue_args_i64(&a, (int64_t) res->token);
+    else
+        queue_args_str(&a, "");
+    queue_args_str(&a, queue_dsn_name(res->dsn_pending));
     rc = queue_script(q, QS_RECORD, queue_lua_record, &a, 7, &r, err);
     queue_args_free(&a);
     buf_free(&hist);
@@ -868,6 +1017,8 @@ int queue_record_result(struct queue *q, const char *qid, unsigned idx,
     freeReplyObject(r);
     if (v == -1)
         return sy_err_set(err, SY_ENOTFOUND, "4.3.0", "queue: no such recipient %s:%u", qid, idx);
+    if (v == 2)
+        return QUEUE_STALE;
     if (v != 0 && v != 1)
         return queue_unexpected(q, "record", err);
     if (all_final != NULL)

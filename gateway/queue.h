@@ -93,12 +93,22 @@ struct queue_claim {
                                              * instead of the route rules; "" when none */
     int64_t released_ms;    /* rcpt field `released_ms` (a hold's release); 0 when none */
     int delay_sent;         /* the "delayed" DSN went out already */
+    int dsn_pending;        /* enum queue_dsn_pending (rcpt field `dsn_pending`): delivered
+                             * already, only its sender notification is still to be queued */
+    uint64_t token;         /* rcpt field `claim` written by this claim (> 0): fences
+                             * queue_lease_renew() and queue_record_result() */
 };
+
+/* A delivered recipient whose "relayed"/"delivered" DSN could not be
+ * queued: it stays queued (never delivered again) until the DSN is. */
+enum queue_dsn_pending { QUEUE_DSN_NONE = 0, QUEUE_DSN_RELAYED, QUEUE_DSN_DELIVERED };
 
 /* Claims up to max recipients whose next attempt is due (score <= now_ms),
  * leasing them: their score becomes now_ms + lease_ms, so a crashed
- * worker's recipients come back when the lease runs out. *nout gets the
- * count. */
+ * worker's recipients come back when the lease runs out. Each claim gets a
+ * new token (rcpt field `claim`, a counter) and the lease end (field
+ * `lease_ms`): a result recorded with an older token is ignored. *nout
+ * gets the count. */
 int queue_claim_due(struct queue *q, int64_t now_ms, int64_t lease_ms,
                     struct queue_claim *out, size_t max, size_t *nout,
                     struct sy_err *err);
@@ -109,6 +119,16 @@ int queue_claim_due(struct queue *q, int64_t now_ms, int64_t lease_ms,
 int queue_claim_due_msg(struct queue *q, int64_t now_ms, int64_t lease_ms,
                         struct queue_claim *out, size_t max, size_t msg_max, size_t *nout,
                         struct sy_err *err);
+
+/* Renews the lease of the claimed recipients c[0..n) to lease_until_ms
+ * (schedule score and field lease_ms), right before they are attempted.
+ * kept[i] (room for n) becomes 1 when c[i] is still this claim's and
+ * queued, 0 when it is not to be attempted: claimed again by another
+ * worker after the lease ran out (its token changed), final, or held
+ * meanwhile (its lease is then dropped, so a release makes it due at
+ * once). On error nothing is known: the caller attempts none of them. */
+int queue_lease_renew(struct queue *q, const struct queue_claim *c, size_t n,
+                      int64_t lease_until_ms, unsigned char *kept, struct sy_err *err);
 
 /* Retention: deletes up to max finished messages (state done or missing)
  * that finished at or before before_ms, with their recipient records, in
@@ -149,10 +169,20 @@ struct queue_result {
                              * next_ms without counting an attempt or adding history */
     int delay_sent;         /* also mark the recipient's "delayed" DSN as sent */
     const struct queue_attempt *hist;   /* borrowed; NULL: no history entry */
+    uint64_t token;         /* the claim's token (queue_claim.token); 0: unfenced */
+    int dsn_pending;        /* enum queue_dsn_pending; QUEUE_QUEUED only: the attempt
+                             * delivered, the DSN is still to be queued (history says
+                             * delivered; later results are not counted attempts) */
 };
 
+/* queue_record_result(): the result was ignored, the recipient having been
+ * claimed again since (its lease ran out during the attempt). */
+#define QUEUE_STALE 1
+
 /* Records an attempt result atomically (attempt count, last reply, state,
- * schedule, one history entry trimmed to QUEUE_HIST_MAX). A recipient held
+ * schedule, one history entry trimmed to QUEUE_HIST_MAX) and ends the
+ * lease. Fenced: with res->token set, a recipient claimed again since
+ * (another token) is left alone and QUEUE_STALE returned. A recipient held
  * meanwhile (queue hold) stays held when the result is a deferral. When
  * every recipient of the message is final, the message record becomes
  * "done" and leaves the index; *all_final is then 1 (the caller removes

@@ -50,17 +50,35 @@
 #define QA_FETCH_RFIELDS ((size_t) 9)
 #define QA_FETCH_RSTRIDE (QA_FETCH_RFIELDS + 2)
 #define QA_FETCH_MFIELDS ((size_t) 6)
+/* Bounds on stored times release() trusts: 9999-12-31T23:59:59Z (unix s),
+ * and a lease end at most a day (delivery.lease's maximum) ahead, in ms.
+ * Strings: they are pasted into Lua. */
+#define QA_HOLD_UNTIL_MAX "253402300799"
+#define QA_LEASE_MAX_MS "86400000"
 /* The reply a dropped recipient keeps (no DSN is sent). */
 #define QA_DROP_REPLY "5.0.0 dropped by administrator"
 
 /* release(): held -> queued. Due now, but never before the message's
- * FUTURERELEASE time; released_ms lets the scheduler count expiry from the
- * release (held mail does not age). */
+ * FUTURERELEASE time, nor before the end of a lease still running (field
+ * lease_ms, written by CLAIM, deleted by RECORD): a recipient held while a
+ * worker was attempting it must not be claimed a second time while that
+ * attempt runs. Both stored values are hostile: hold_until is clamped to
+ * [0, QA_HOLD_UNTIL_MAX] s, and a lease end more than QA_LEASE_MAX_MS
+ * ahead (delivery.lease is at most a day) counts as that. released_ms
+ * lets the scheduler count expiry from the release (held mail does not
+ * age). */
 #define QA_LUA_RELEASE \
     "local function release(held, sched, k, m, mk, now)\n" \
-    "  local t = tonumber(now)\n" \
+    "  local t0 = tonumber(now)\n" \
+    "  local t = t0\n" \
     "  local hu = tonumber(redis.call('HGET', mk, 'hold_until') or '0') or 0\n" \
+    "  if hu ~= hu or hu < 0 then hu = 0 end\n" \
+    "  if hu > " QA_HOLD_UNTIL_MAX " then hu = " QA_HOLD_UNTIL_MAX " end\n" \
     "  if hu * 1000 > t then t = hu * 1000 end\n" \
+    "  local le = tonumber(redis.call('HGET', k, 'lease_ms') or '0') or 0\n" \
+    "  if le ~= le then le = 0 end\n" \
+    "  if le > t0 + " QA_LEASE_MAX_MS " then le = t0 + " QA_LEASE_MAX_MS " end\n" \
+    "  if le > t then t = le end\n" \
     "  t = string.format('%.0f', t)\n" \
     "  redis.call('ZREM', held, m)\n" \
     "  redis.call('HSET', k, 'state', 'queued', 'next_ms', t, 'released_ms', now)\n" \
@@ -164,7 +182,9 @@ static const char qa_lua_orphan[] =
  * rule id or drop reply), rule score, msg-key-base, rcpt-key-base, then
  * members "QID:IDX". Returns {changed, qid-that-became-done, ...}. A
  * recipient is leased (a worker is attempting it) while its schedule score
- * differs from its next_ms field (CLAIM moves only the score): kick and
+ * differs from its next_ms field (CLAIM moves only the score) or its
+ * lease_ms is still ahead (a release from a hold scheduled it at the
+ * lease end, so score and next_ms agree): kick and
  * the "due now" of fail/reroute leave a leased recipient alone, since a
  * second claim would deliver it twice. */
 static const char qa_lua_admin[] =
@@ -174,7 +194,8 @@ static const char qa_lua_admin[] =
     "local function leased(k, m)\n"
     "  local sc = redis.call('ZSCORE', KEYS[1], m)\n"
     "  local nx = redis.call('HGET', k, 'next_ms')\n"
-    "  return not sc or not nx or tonumber(sc) ~= tonumber(nx)\n"
+    "  local le = tonumber(redis.call('HGET', k, 'lease_ms') or '0') or 0\n"
+    "  return not sc or not nx or tonumber(sc) ~= tonumber(nx) or le > tonumber(now)\n"
     "end\n"
     "local function due(k, m)\n"
     "  redis.call('ZADD', KEYS[1], 'XX', now, m)\n"

@@ -37,6 +37,8 @@ enum queue_script_id {
     /* queue_admin.c: hold rules and the administrator's commands */
     QS_HOLD_ADD, QS_HOLD_RM, QS_HOLD_LOAD, QS_TAG_HELD, QS_ADMIN, QS_FETCH, QS_SWEEP,
     QS_ORPHAN,
+    /* queue.c: lease renewal before each message's attempt */
+    QS_RENEW,
     QS_COUNT
 };
 

@@ -178,7 +178,7 @@ static const struct good_case good_cases[] = {
       "      mode: 0600\n      trusted: true\n"
       "    - address: 127.0.0.1:2525\n"
       "delivery:\n  default_transport: relay\n  workers: 256\n  retry_first: 1s\n"
-      "  retry_max: 7d\n  expiry: 30d\n  lease: 10s\n"
+      "  retry_max: 7d\n  expiry: 30d\n  lease: 1h\n"
       "capture:\n  dir: /var/lib/switchyard/capture\n"
       "transports:\n  relay:\n    type: smtp\n    host: smtp.example.net\n",
       { "node: \"mx1.example\"\nuser: \"switchyard\"\nlog:\n  level: debug\n  syslog: true\n",
@@ -193,7 +193,7 @@ static const struct good_case good_cases[] = {
         "      mode: \"0600\"\n      trusted: true\n"
         "    - name: \"lmtp1\"\n      address: \"127.0.0.1:2525\"\n      mode: \"0660\"\n      trusted: false\n",
         "  default_transport: \"relay\"\n  workers: 256\n  retry_first: 1s\n  retry_max: 7d\n"
-        "  expiry: 30d\n  lease: 10s\n",
+        "  expiry: 30d\n  lease: 1h\n",
         "capture:\n  dir: \"/var/lib/switchyard/capture\"\n",
         "transports:\n  \"relay\":\n    type: smtp\n    host: \"smtp.example.net\"\n    port: 25\n"
         "    tls: required\n    allow_plaintext_auth: false\n    helo_name: \"lmtp.example\"\n" } },
@@ -566,6 +566,13 @@ static const struct bad_case bad_cases[] = {
       "t.yaml:4: lmtp.soft_error_limit: hard_error_limit (20) must not be lower than soft_error_limit (30)\n" },
     { "retry_max < retry_first", "delivery:\n  retry_first: 1h\n  retry_max: 30m\n" BASE,
       "t.yaml:3: delivery.retry_max: retry_max (30m) must not be shorter than retry_first (1h)\n" },
+    { "lease shorter than the longest attempt",
+      "delivery:\n  lease: 25m\n" BASE "transports:\n  relay:\n    type: smtp\n    host: smtp.example.net\n"
+      "  fast:\n    type: lmtp\n    host: unix:/run/lmtp\n    greeting_timeout: 10s\n    command_timeout: 10s\n"
+      "    data_timeout: 10s\n    data_block_timeout: 10s\n    data_done_timeout: 10s\n",
+      "t.yaml:2: delivery.lease: lease (25m) is shorter than the longest attempt through transport relay "
+      "(1540s: connect, greeting, command, data, data_block and data_done timeouts and 10s waiting for a "
+      "connection); a second worker could deliver the same mail\n" },
 
     /* several problems: all reported, in line order */
     { "every kind at once",
@@ -785,6 +792,38 @@ static char *gen_bad_yaml(const char *name)
 }
 
 /* Bad documents: NULL, the exact errors, and earlier text in errors kept. */
+/* delivery.lease and the transports' timeouts (review finding 1c): the
+ * default lease grows to the longest attempt plus a minute; a lease given
+ * that covers it is kept; capture alone keeps the 10 min default. */
+static void test_lease_fits_attempts(void **state)
+{
+    static const struct { const char *yaml; uint64_t lease_ms; } cases[] = {
+        { BASE, 10ULL * 60000 },
+        { BASE "transports:\n  relay:\n    type: smtp\n    host: smtp.example.net\n"
+               "    data_done_timeout: 30m\n",
+          (30 + 300 + 300 + 120 + 180 + 1800 + 10 + 60) * 1000ULL },
+        { "delivery:\n  lease: 26m\n" BASE "transports:\n  relay:\n    type: smtp\n"
+          "    host: smtp.example.net\n", 26ULL * 60000 },
+        { BASE "transports:\n  l:\n    type: lmtp\n    host: unix:/run/l\n    connect_timeout: 1s\n"
+          "    greeting_timeout: 1s\n    command_timeout: 1s\n    data_timeout: 1s\n"
+          "    data_block_timeout: 1s\n    data_done_timeout: 1s\n", 10ULL * 60000 },
+    };
+
+    (void) state;
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct buf e;
+        struct config *c;
+
+        buf_init(&e, ERRORS_MAX);
+        c = load(cases[i].yaml, &e);
+        assert_string_equal(buf_str(&e), "");
+        assert_non_null(c);
+        assert_int_equal(c->delivery.lease_ms, cases[i].lease_ms);
+        config_free(c);
+        buf_free(&e);
+    }
+}
+
 static void test_bad(void **state)
 {
     (void) state;
@@ -1456,6 +1495,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_listener_hosts),
         cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_lease_fits_attempts),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_password_file),

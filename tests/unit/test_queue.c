@@ -647,6 +647,178 @@ static void test_claim_lease(void **state)
     queue_put(p, q);
 }
 
+/* ---- lease fencing: claim tokens, renewal, stale results ---------------- */
+
+/* A worker whose lease ran out during its attempt (issue 3, review 1):
+ * another worker claims the recipient again; the first one's late
+ * deferral must neither overwrite the new lease nor count an attempt,
+ * and a renewal tells the first one the recipient is not its own. */
+static void test_lease_fencing(void **state)
+{
+    struct queue_pool *p = *state;
+    struct queue_result res = { .state = QUEUE_QUEUED, .next_ms = 90000, .at_ms = 5000,
+                                .transport = "relay", .reply = "451 4.4.2 timeout" };
+    struct queue_claim a[4], b[4];
+    unsigned char kept[4];
+    struct sy_err err;
+    struct queue *q = queue_get(p, &err);
+    char qid[QID_SIZE];
+    size_t n;
+    int all_final = 0;
+
+    assert_non_null(q);
+    make_qid(7, qid);
+    insert_msg(q, qid, 2, NULL, 1000);
+    /* worker A claims both, lease until 1000 + 100 */
+    assert_int_equal(queue_claim_due(q, 1000, 100, a, 4, &n, &err), SY_OK);
+    assert_int_equal(n, 2);
+    assert_true(a[0].token > 0);
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " lease_ms", qid), "1100");
+    /* A renews before its attempt: score and lease_ms move */
+    assert_int_equal(queue_lease_renew(q, a, 2, 1500, kept, &err), SY_OK);
+    assert_int_equal(kept[0], 1);
+    assert_int_equal(kept[1], 1);
+    assert_str(raw_str("ZSCORE " KEY("sched") " %s:0", qid), "1500");
+    assert_str(raw_str("HGET " KEY("rcpt:%s:1") " lease_ms", qid), "1500");
+
+    /* A's lease runs out; worker B claims recipient 0 (and 1) again */
+    assert_int_equal(queue_claim_due(q, 1600, 1000, b, 4, &n, &err), SY_OK);
+    assert_int_equal(n, 2);
+    assert_true(b[0].token != a[0].token);
+    /* A's renewal: not its own any more */
+    assert_int_equal(queue_lease_renew(q, a, 2, 1700, kept, &err), SY_OK);
+    assert_int_equal(kept[0], 0);
+    assert_int_equal(kept[1], 0);
+    assert_str(raw_str("ZSCORE " KEY("sched") " %s:0", qid), "2600");
+
+    /* A's late deferral is ignored: B's lease, no attempt counted */
+    res.token = a[0].token;
+    assert_int_equal(queue_record_result(q, qid, 0, &res, &all_final, &err), QUEUE_STALE);
+    assert_str(raw_str("ZSCORE " KEY("sched") " %s:0", qid), "2600");
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " attempts", qid), NULL);
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " last_reply", qid), NULL);
+    assert_int_equal(raw_int("LLEN " KEY("hist:%s:0"), qid), 0);
+
+    /* B's result counts, ends the lease; a repeat of it changes nothing */
+    res.token = b[0].token;
+    res.state = QUEUE_DELIVERED;
+    res.reply = "250 ok";
+    assert_int_equal(queue_record_result(q, qid, 0, &res, &all_final, &err), SY_OK);
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " state", qid), "delivered");
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " lease_ms", qid), NULL);
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " attempts", qid), "1");
+    assert_int_equal(queue_record_result(q, qid, 0, &res, &all_final, &err), SY_OK);
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " attempts", qid), "1");
+    /* A's late success for the final recipient: still stale */
+    res.token = a[0].token;
+    assert_int_equal(queue_record_result(q, qid, 0, &res, &all_final, &err), QUEUE_STALE);
+
+    /* an unfenced result (token 0) is applied as before */
+    res.token = 0;
+    res.state = QUEUE_QUEUED;
+    res.at_ms = 6000;
+    assert_int_equal(queue_record_result(q, qid, 1, &res, &all_final, &err), SY_OK);
+    assert_str(raw_str("HGET " KEY("rcpt:%s:1") " attempts", qid), "1");
+
+    /* a held recipient: renewal refuses and drops its lease */
+    assert_int_equal(queue_claim_due(q, 100000, 1000, b, 4, &n, &err), SY_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(b[0].idx, 1);
+    freeReplyObject(raw("HSET " KEY("rcpt:%s:1") " state held", qid));
+    assert_int_equal(queue_lease_renew(q, b, 1, 100500, kept, &err), SY_OK);
+    assert_int_equal(kept[0], 0);
+    assert_str(raw_str("HGET " KEY("rcpt:%s:1") " lease_ms", qid), NULL);
+
+    /* a damaged claim counter restarts at 1 rather than failing the batch */
+    freeReplyObject(raw("HSET " KEY("rcpt:%s:1") " state queued claim junk", qid));
+    freeReplyObject(raw("ZADD " KEY("sched") " 5 %s:1", qid));
+    assert_int_equal(queue_claim_due(q, 200000, 1000, b, 4, &n, &err), SY_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(b[0].token, 1);
+
+    /* bad arguments */
+    b[0].token = 0;
+    assert_int_equal(queue_lease_renew(q, b, 1, 1, kept, &err), SY_ESYNTAX);
+    queue_put(p, q);
+}
+
+/* A delivery whose "relayed"/"delivered" DSN could not be queued (review
+ * 3): recorded with dsn_pending, it stays queued with history "delivered"
+ * and one attempt; the claim hands the flag back; the later results
+ * count no attempt, and "delivered" makes it final. */
+static void test_dsn_pending(void **state)
+{
+    struct queue_pool *p = *state;
+    struct queue_attempt h = { .at_ms = 5000, .transport = "relay", .route = "global[0]",
+                               .remote_host = "", .remote_addr = "", .tls = "", .reply = "250 ok" };
+    struct queue_result res = { .state = QUEUE_QUEUED, .next_ms = 65000, .at_ms = 5000,
+                                .transport = "relay", .reply = "250 ok", .hist = &h,
+                                .dsn_pending = QUEUE_DSN_RELAYED };
+    struct queue_claim c[2];
+    struct queue_msg_info m;
+    struct sy_err err;
+    struct queue *q = queue_get(p, &err);
+    char qid[QID_SIZE];
+    size_t n;
+    int all_final = 0;
+
+    assert_non_null(q);
+    make_qid(8, qid);
+    insert_msg(q, qid, 1, NULL, 1000);
+    assert_int_equal(queue_claim_due(q, 1000, 100, c, 2, &n, &err), SY_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(c[0].dsn_pending, QUEUE_DSN_NONE);
+    res.token = c[0].token;
+    assert_int_equal(queue_record_result(q, qid, 0, &res, &all_final, &err), SY_OK);
+    assert_int_equal(all_final, 0);
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " dsn_pending", qid), "relayed");
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " state", qid), "queued");
+    assert_str(raw_str("ZSCORE " KEY("sched") " %s:0", qid), "65000");
+    memset(&m, 0, sizeof(m));
+    assert_int_equal(queue_show(q, qid, &m, &err), SY_OK);
+    assert_int_equal(m.rcpts[0].attempts, 1);
+    assert_int_equal(m.rcpts[0].nhist, 1);
+    assert_string_equal(m.rcpts[0].hist[0].state, "delivered");
+    queue_msg_free(&m);
+
+    /* the DSN fails again: rescheduled, no attempt, no history */
+    assert_int_equal(queue_claim_due(q, 70000, 100, c, 2, &n, &err), SY_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(c[0].dsn_pending, QUEUE_DSN_RELAYED);
+    res.token = c[0].token;
+    res.at_ms = 70001;
+    res.next_ms = 130000;
+    res.reply = "2.0.0 delivered earlier";
+    assert_int_equal(queue_record_result(q, qid, 0, &res, &all_final, &err), SY_OK);
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " attempts", qid), "1");
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " last_reply", qid), "250 ok");
+    assert_int_equal(raw_int("LLEN " KEY("hist:%s:0"), qid), 1);
+    assert_str(raw_str("ZSCORE " KEY("sched") " %s:0", qid), "130000");
+
+    /* the DSN is queued: delivered, final, flag gone, still one attempt */
+    assert_int_equal(queue_claim_due(q, 130000, 100, c, 2, &n, &err), SY_OK);
+    assert_int_equal(n, 1);
+    res.token = c[0].token;
+    res.state = QUEUE_DELIVERED;
+    res.dsn_pending = QUEUE_DSN_NONE;
+    res.at_ms = 130001;
+    assert_int_equal(queue_record_result(q, qid, 0, &res, &all_final, &err), SY_OK);
+    assert_int_equal(all_final, 1);
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " state", qid), "delivered");
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " dsn_pending", qid), NULL);
+    assert_str(raw_str("HGET " KEY("rcpt:%s:0") " attempts", qid), "1");
+    assert_int_equal(raw_int("LLEN " KEY("hist:%s:0"), qid), 1);
+
+    /* dsn_pending only goes with a counted deferral */
+    res.state = QUEUE_DELIVERED;
+    res.dsn_pending = QUEUE_DSN_DELIVERED;
+    assert_int_equal(queue_record_result(q, qid, 0, &res, NULL, &err), SY_ESYNTAX);
+    res.state = QUEUE_QUEUED;
+    res.not_attempted = 1;
+    assert_int_equal(queue_record_result(q, qid, 0, &res, NULL, &err), SY_ESYNTAX);
+    queue_put(p, q);
+}
+
 /* ---- whole messages per claim (queue_claim_due_msg) --------------------- */
 
 /* count_claims - how many of c[0..n) belong to qid; each idx seen once */
@@ -1444,12 +1616,18 @@ static const struct fake_case fake_cases[] = {
                                               "$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n" },
       SY_ETEMP, "unexpected reply to claim", 0, 0, 0 },
     { "claim skips a malformed member", "claim",
-      { SHA_REPLY, "*18\r\n$5\r\nhello\r\n$1\r\n0\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n"
-                   "$17\r\n0PQ5X8G3C1R0001:1\r\n$1\r\n2\r\n$4\r\nfail\r\n$5\r\nrelay\r\n$4\r\n1000\r\n$1\r\n1\r\n"
-                   "$22\r\n0PQ5X8G3C1R0001:999999\r\n$1\r\n0\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n",
+      { SHA_REPLY, "*24\r\n$5\r\nhello\r\n$1\r\n0\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$1\r\n7\r\n"
+                   "$17\r\n0PQ5X8G3C1R0001:1\r\n$1\r\n2\r\n$4\r\nfail\r\n$5\r\nrelay\r\n$4\r\n1000\r\n$1\r\n1\r\n$0\r\n\r\n$1\r\n7\r\n"
+                   "$22\r\n0PQ5X8G3C1R0001:999999\r\n$1\r\n0\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$1\r\n7\r\n",
         "+PONG\r\n" }, SY_OK, NULL, 1, 1, 0 },
     { "claim skips a bad admin field", "claim",
-      { SHA_REPLY, "*6\r\n$17\r\n0PQ5X8G3C1R0001:1\r\n$1\r\n2\r\n$3\r\nzap\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n",
+      { SHA_REPLY, "*8\r\n$17\r\n0PQ5X8G3C1R0001:1\r\n$1\r\n2\r\n$3\r\nzap\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$1\r\n7\r\n",
+        "+PONG\r\n" }, SY_OK, NULL, 0, 1, 0 },
+    { "claim skips a bad claim token", "claim",
+      { SHA_REPLY, "*8\r\n$17\r\n0PQ5X8G3C1R0001:1\r\n$1\r\n2\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$1\r\n0\r\n",
+        "+PONG\r\n" }, SY_OK, NULL, 0, 1, 0 },
+    { "claim skips a bad dsn_pending", "claim",
+      { SHA_REPLY, "*8\r\n$17\r\n0PQ5X8G3C1R0001:1\r\n$1\r\n2\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$0\r\n\r\n$3\r\nyes\r\n$1\r\n7\r\n",
         "+PONG\r\n" }, SY_OK, NULL, 0, 1, 0 },
     { "NOSCRIPT falls back to EVAL", "claim", { SHA_REPLY, "-NOSCRIPT No matching script.\r\n", "*0\r\n", "+PONG\r\n" },
       SY_OK, NULL, 0, 1, 0 },
@@ -1796,6 +1974,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_held, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_claim_lease, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_claim_whole_message, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_lease_fencing, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_dsn_pending, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_record_result, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_mark_missing, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_history, test_setup, test_teardown),

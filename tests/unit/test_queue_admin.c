@@ -586,6 +586,68 @@ static void test_ops(void **state)
     assert_int_equal(apply(f->q, QUEUE_OP_HOLD, q2, 7, NULL), 0);
 }
 
+/* A recipient held while a worker attempts it (review finding 2): the
+ * release must not make it due before the claim's lease ends, or a second
+ * worker delivers it concurrently; neither may kick. The lease end comes
+ * from CLAIM's lease_ms; RECORD ends it. Stored hold_until and lease_ms
+ * are clamped, never trusted. */
+static void test_release_leased(void **state)
+{
+    struct fixture *f = *state;
+    struct queue_result res = { .state = QUEUE_QUEUED, .next_ms = 1700000900000, .at_ms = 1700000600000,
+                                .transport = "relay", .reply = "451 later" };
+    struct queue_claim c[2];
+    char qid[QID_SIZE], q2[QID_SIZE];
+    uint64_t tok;
+    size_t n;
+    struct sy_err err;
+
+    make_qid(20, qid);
+    insert(f->q, qid, 1, NULL, 1700000000000, 0);
+    /* worker A claims it: lease until 1700000400000 + 600000 */
+    assert_int_equal(queue_claim_due(f->q, 1700000400000, 600000, c, 2, &n, &err), SY_OK);
+    assert_int_equal(n, 1);
+    assert_str(rfield(qid, 0, "lease_ms"), "1700001000000");
+    tok = c[0].token;
+    /* held during the attempt, released at 1700000500000 (apply()'s now) */
+    assert_int_equal(apply(f->q, QUEUE_OP_HOLD, qid, 0, NULL), 1);
+    assert_str(zscore("sched", qid, 0), NULL);
+    assert_int_equal(apply(f->q, QUEUE_OP_RELEASE, qid, 0, NULL), 1);
+    assert_str(rfield(qid, 0, "state"), "queued");
+    assert_str(zscore("sched", qid, 0), "1700001000000");
+    /* not due before the lease ends: no second claim, no kick */
+    assert_int_equal(queue_claim_due(f->q, 1700000500001, 600000, c, 2, &n, &err), SY_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(apply(f->q, QUEUE_OP_KICK, qid, 0, NULL), 0);
+    assert_str(zscore("sched", qid, 0), "1700001000000");
+    /* A records its deferral: the lease ends, the deferral's time holds */
+    res.token = tok;
+    assert_int_equal(queue_record_result(f->q, qid, 0, &res, NULL, &err), SY_OK);
+    assert_str(rfield(qid, 0, "lease_ms"), NULL);
+    assert_str(zscore("sched", qid, 0), "1700000900000");
+    /* with no lease running, hold and release make it due now */
+    assert_int_equal(apply(f->q, QUEUE_OP_HOLD, qid, 0, NULL), 1);
+    assert_int_equal(apply(f->q, QUEUE_OP_RELEASE, qid, 0, NULL), 1);
+    assert_str(zscore("sched", qid, 0), "1700000500000");
+
+    /* hostile stored values: a lease end far ahead counts as a day; a
+     * hold_until that would overflow is clamped to year 9999 */
+    assert_int_equal(apply(f->q, QUEUE_OP_HOLD, qid, 0, NULL), 1);
+    raw_do("HSET " KEY("rcpt:%s:0") " lease_ms 9e300", qid);
+    assert_int_equal(apply(f->q, QUEUE_OP_RELEASE, qid, 0, NULL), 1);
+    assert_str(zscore("sched", qid, 0), "1700086900000");
+    make_qid(21, q2);
+    insert(f->q, q2, 1, (const unsigned char *) "\1", 1700000000000, 0);
+    raw_do("HSET " KEY("msg:%s") " hold_until 9223372036854775807", q2);
+    assert_int_equal(apply(f->q, QUEUE_OP_RELEASE, q2, 0, NULL), 1);
+    assert_str(zscore("sched", q2, 0), "253402300799000");
+    assert_int_equal(apply(f->q, QUEUE_OP_HOLD, q2, 0, NULL), 1);
+    raw_do("HSET " KEY("msg:%s") " hold_until nan", q2);
+    raw_do("HSET " KEY("rcpt:%s:0") " lease_ms -inf", q2);
+    assert_int_equal(apply(f->q, QUEUE_OP_RELEASE, q2, 0, NULL), 1);
+    assert_str(zscore("sched", q2, 0), "1700000500000");
+}
+
 static void test_bad_args(void **state)
 {
     struct fixture *f = *state;
@@ -751,6 +813,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_insert_held, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_orphans, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_ops, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_release_leased, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_bad_args, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_fetch, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_fetch_budget, test_setup, test_teardown),
