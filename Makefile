@@ -149,7 +149,7 @@ analyze:
 
 bench:
 	$(MAKE) -C . all
-	@if [ -x bench/run ]; then bench/run $(if $(QUICK),--quick); else echo "bench: not yet built (issue: benchmark)"; fi
+	SWITCHYARD_BIN=$(abspath $(BIN)) bench/run $(if $(QUICK),--quick)
 
 install: $(BIN)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/switchyard
