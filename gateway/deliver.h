@@ -3,7 +3,11 @@
  *
  * A bounded pool of delivery.workers threads claims due recipients from
  * the queue with a lease (a crashed worker's recipients come back when it
- * runs out). For every claimed recipient the route rules (cfg->routes)
+ * runs out). A worker renews the lease of a message's recipients right
+ * before each transaction (delivery.lease covers the longest attempt of
+ * any transport, config.c) and attempts only those still its own; its
+ * results are fenced by the claim token, so one whose lease ran out
+ * anyway never overwrites its successor's (docs/routing.md). For every claimed recipient the route rules (cfg->routes)
  * pick a transport on every attempt, from the sender, the recipient, the
  * attempts already made, the listener and the authenticated account; an
  * administrator's `reroute` overrides them. The claimed recipients of one
@@ -23,7 +27,10 @@
  * committed through intake (fsync'd and in Redis) BEFORE the result that
  * caused it is recorded; a crash between the two repeats the attempt and
  * can at worst send a second DSN, never lose one. A failure DSN that
- * cannot be queued turns the failure into a deferral, for the same reason.
+ * cannot be queued turns the failure into a deferral, for the same reason;
+ * a delivery whose "relayed"/"delivered" DSN cannot be queued is recorded
+ * with dsn_pending (queued, never delivered again), and its next claim
+ * only queues the DSN, until the recipient's expiry.
  *
  * When every recipient of a message is final, its spool file is removed;
  * its Redis record is kept for delivery.retention, then deleted by a sweep

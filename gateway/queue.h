@@ -306,9 +306,11 @@ int queue_hold_sweep(struct queue *q, int64_t now_s, size_t *nreleased, struct s
 /* What an administrator does to recipients (docs/cli.md):
  *   HOLD       queued -> held (a manual hold: only `release` ends it); a
  *              rule-held recipient becomes manually held;
- *   RELEASE    held -> queued, due now (not before a FUTURERELEASE time),
+ *   RELEASE    held -> queued, due now (not before a FUTURERELEASE time,
+ *              nor before the end of a running lease, field lease_ms),
  *              released_ms = now;
- *   KICK       queued and not leased: next attempt now;
+ *   KICK       queued and not leased (score == next_ms and lease_ms not
+ *              ahead): next attempt now;
  *   DROP       queued or held: admin = "drop", released and due now: the
  *              scheduler fails it without a DSN and removes the spool file
  *              once the message is done;
