@@ -455,6 +455,7 @@ static sfsistat milter_cb_header(SMFICTX *ctx, char *name, char *value)
     struct buf line;
     sfsistat r = SMFIS_CONTINUE;
     struct sy_err err;
+    int rc;
 
     if (s == NULL)
         return SMFIS_TEMPFAIL;
@@ -476,11 +477,13 @@ static sfsistat milter_cb_header(SMFICTX *ctx, char *name, char *value)
         return r;
     }
     buf_init(&line, s->cfg->milter.header_size_limit + 2);
-    if (m->eoh_done ||
-        milter_header_line(&line, name, value, c->leadspc != 0) != SY_OK) {
+    rc = m->eoh_done ? SY_ESYNTAX : milter_header_line(&line, name, value, c->leadspc != 0);
+    if (rc != SY_OK) {
         buf_free(&line);
-        milter_fail(m, "552", m->eoh_done ? "5.6.0" : "5.3.4",
-                    m->eoh_done ? "Header field after the end of the header" : "Header field too long");
+        if (rc == SY_ETOOBIG)
+            milter_fail(m, "552", "5.3.4", "Header field too long");
+        else
+            milter_fail(m, "550", "5.6.0", "Malformed header field");
         r = milter_reply(ctx, m);
         milter_leave();
         return r;

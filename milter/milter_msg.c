@@ -169,7 +169,15 @@ bool milter_capture_match(const struct cfg_milter_listener *l, const char *addr)
 
 int milter_header_line(struct buf *out, const char *name, const char *value, bool leadspc)
 {
-    int rc = buf_append_str(out, name);
+    int rc;
+
+    /* RFC 5322 §2.2: a field name is printable US-ASCII but ':'. */
+    if (name[0] == '\0')
+        return SY_ESYNTAX;
+    for (const char *p = name; *p != '\0'; p++)
+        if (*p < 33 || *p > 126 || *p == ':')
+            return SY_ESYNTAX;
+    rc = buf_append_str(out, name);
 
     if (rc == SY_OK)
         rc = buf_append_byte(out, ':');

@@ -45,7 +45,8 @@ bool milter_capture_match(const struct cfg_milter_listener *l, const char *addr)
  * kept); without it (leadspc false) one space is put back after the colon
  * when the value is not empty. Folded lines keep their white space; a
  * line end inside value (LF or CRLF, as MTAs differ) becomes CRLF.
- * SY_OK or SY_ETOOBIG when out's limit is reached. */
+ * SY_OK, SY_ESYNTAX when name is not an RFC 5322 field name (printable
+ * ASCII but ':'), or SY_ETOOBIG when out's limit is reached. */
 int milter_header_line(struct buf *out, const char *name, const char *value, bool leadspc);
 
 /* Line-end state of a body stream: bare LF becomes CRLF; a CRLF split

@@ -150,6 +150,12 @@ static void test_header_line(void **state)
         free(s);
     }
     assert_null(line("X", "123456", true, 9));
+    /* not a field name: refused whatever the value */
+    assert_null(line("", "v", true, 4096));
+    assert_null(line("Sub ject", "v", true, 4096));
+    assert_null(line("Sub:ject", "v", true, 4096));
+    assert_null(line("Sub\nject", "v", true, 4096));
+    assert_null(line("Sub\xc3\xa9", "v", true, 4096));
 }
 
 /* body - chunks through milter_body_crlf */
