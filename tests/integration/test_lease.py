@@ -171,21 +171,26 @@ def test_hold_release_during_attempt_waits_for_lease(switchyard, slowsink):
     sw = switchyard(overrides=over)
     qid = send(sw, "held-in-data")
     sylib.wait_for(lambda: sink.started(), 60, "the attempt to reach DATA; log:\n%s" % sw.log_tail())
-    lease_end = int(sw.rcpt(qid, 0)["lease_ms"])
+    # while leased, the schedule score is the lease end
+    lease_end = int(float(sw.redis("ZSCORE", sw.key("sched"), "%s:0" % qid)))
+    assert lease_end > int(time.time() * 1000), lease_end
     out = sw.cli("queue", "hold", "%s:0" % qid).stdout
     assert "1 recipient(s)" in out, out
     out = sw.cli("queue", "release", "%s:0" % qid).stdout
     assert out.startswith("1 recipient(s) released"), out
-    score = int(float(sw.redis("ZSCORE", sw.key("sched"), "%s:0" % qid)))
-    assert score >= lease_end > int(time.time() * 1000), (score, lease_end)
+    score = sw.redis("ZSCORE", sw.key("sched"), "%s:0" % qid)
     # kick does not make it due either while the lease runs
     sw.cli("queue", "kick", "%s:0" % qid, check=False)
-    assert int(float(sw.redis("ZSCORE", sw.key("sched"), "%s:0" % qid))) == score
+    score2 = sw.redis("ZSCORE", sw.key("sched"), "%s:0" % qid)
     wait_done(sw, [qid], 90)
-    assert [m["subject"] for m in sink.delivered()] == ["held-in-data"]
+    assert [m["subject"] for m in sink.delivered()] == ["held-in-data"], sink.delivered()
     assert len(sink.started()) == 1, sink.started()
     r = sw.rcpt(qid, 0)
     assert r["state"] == "delivered" and r.get("attempts") == "1", r
+    assert "lease_ms" not in r, r
+    # the release was due at the lease end, not at once (nor after kick)
+    assert score is not None and int(float(score)) >= lease_end, (score, lease_end)
+    assert score2 == score, (score, score2)
 
 
 def test_lease_shorter_than_attempt_is_refused(switchyard, slowsink):
