@@ -836,7 +836,6 @@ static void cfg_build_lmtp(struct cfg_ctx *cx, const struct cfg_raw_lmtp *rm, st
 static char *cfg_milter_header_name(struct cfg_ctx *cx, const char *path, const char *raw)
 {
     const char *s = cfg_val(cx, path, raw);
-    char echo[CFG_ECHO_MAX];
     size_t n;
 
     if (s == NULL)
@@ -846,6 +845,8 @@ static char *cfg_milter_header_name(struct cfg_ctx *cx, const char *path, const 
         if (s[i] <= 32 || s[i] >= 127 || s[i] == ':')
             n = 0;
     if (n == 0 || n > 64) {
+        char echo[CFG_ECHO_MAX];
+
         cfg_err_key(cx, path, "\"%s\" is not a header field name (1 to 64 printable ASCII "
                     "characters, no colon or space)", cfg_echo(echo, sizeof(echo), s));
         return NULL;
@@ -899,7 +900,7 @@ static char **cfg_milter_list(struct cfg_ctx *cx, const char *path, char **raw, 
     size_t k = 0;
 
     for (unsigned i = 0; i < n; i++) {
-        char out[512], p[CFG_KEYPATH_MAX], echo[CFG_ECHO_MAX];
+        char out[512], p[CFG_KEYPATH_MAX];
         struct sy_err e;
         int rc;
 
@@ -909,6 +910,8 @@ static char **cfg_milter_list(struct cfg_ctx *cx, const char *path, char **raw, 
         rc = domains ? rules_domain_norm(raw[i], strlen(raw[i]), RULES_DOMAIN_SUFFIX, out, sizeof(out), &e)
                      : rules_addr_norm(raw[i], strlen(raw[i]), out, sizeof(out), &e);
         if (rc != SY_OK) {
+            char echo[CFG_ECHO_MAX];
+
             cfg_err_key(cx, p, "\"%s\" is not a valid %s", cfg_echo(echo, sizeof(echo), raw[i]),
                         domains ? "domain pattern" : "mailbox");
             continue;

@@ -34,12 +34,15 @@ static int milter_path(const char *arg, bool utf8, bool allow_null, char **addr,
     size_t used = 0, n = strlen(arg);
 
     *addr = NULL;
-    if (lmtp_parse_path(arg, n, utf8, allow_null, addr, &used, &rep) != SY_OK)
-        return sy_err_set(err, SY_ESYNTAX, rep.enh, "%s", rep.text);
-    if (used != n) {
+    if (lmtp_parse_path(arg, n, utf8, allow_null, addr, &used, &rep) != SY_OK) {
+        (void) sy_err_set(err, SY_ESYNTAX, rep.enh, "%s", rep.text);
+        return SY_ESYNTAX;
+    }
+    if (used != n || *addr == NULL) {
         free(*addr);
         *addr = NULL;
-        return sy_err_set(err, SY_ESYNTAX, "5.5.4", "junk after the address");
+        (void) sy_err_set(err, SY_ESYNTAX, "5.5.4", "junk after the address");
+        return SY_ESYNTAX;
     }
     return SY_OK;
 }
@@ -54,7 +57,7 @@ int milter_parse_mail(char *const *argv, struct envelope *env, struct sy_err *er
 
     if (argv == NULL || argv[0] == NULL)
         return sy_err_set(err, SY_ESYNTAX, "5.5.4", "no reverse-path");
-    for (i = 1; argv[i] != NULL && i < MILTER_ARGS_MAX; i++) {
+    for (i = 1; i < MILTER_ARGS_MAX && argv[i] != NULL; i++) {
         const char *v;
 
         if (milter_param(argv[i], "SMTPUTF8", &v) && v == NULL)
@@ -62,7 +65,7 @@ int milter_parse_mail(char *const *argv, struct envelope *env, struct sy_err *er
     }
     if (milter_path(argv[0], utf8, true, &addr, err) != SY_OK)
         return SY_ESYNTAX;
-    for (i = 1; argv[i] != NULL && i < MILTER_ARGS_MAX; i++) {
+    for (i = 1; i < MILTER_ARGS_MAX && argv[i] != NULL; i++) {
         const char *v;
 
         if (milter_param(argv[i], "RET", &v) && v != NULL) {
@@ -110,7 +113,7 @@ int milter_parse_rcpt(char *const *argv, bool smtputf8, struct env_rcpt *r, stru
         return sy_err_set(err, SY_ESYNTAX, "5.1.3", "empty recipient");
     }
     r->addr = addr;
-    for (size_t i = 1; argv[i] != NULL && i < MILTER_ARGS_MAX; i++) {
+    for (size_t i = 1; i < MILTER_ARGS_MAX && argv[i] != NULL; i++) {
         const char *v;
 
         if (milter_param(argv[i], "NOTIFY", &v) && v != NULL) {
