@@ -86,15 +86,19 @@ struct deliver_item {
     int64_t base_ms;                /* expiry counts from here */
 };
 
-/* deliver_hold_ms - the FUTURERELEASE time of env in unix ms, 0 for none;
- * clamped, so a damaged spool value cannot overflow */
+int64_t deliver_hold_until_ms(int64_t hold_until)
+{
+    if (hold_until <= 0)
+        return 0;
+    if (hold_until > DELIVER_HOLD_UNTIL_MAX)
+        return DELIVER_HOLD_UNTIL_MAX * 1000;
+    return hold_until * 1000;
+}
+
+/* deliver_hold_ms - the FUTURERELEASE time of env in unix ms, 0 for none */
 static int64_t deliver_hold_ms(const struct envelope *env)
 {
-    if (env->hold_until <= 0)
-        return 0;
-    if (env->hold_until > DELIVER_HOLD_UNTIL_MAX)
-        return DELIVER_HOLD_UNTIL_MAX * 1000;
-    return env->hold_until * 1000;
+    return deliver_hold_until_ms(env->hold_until);
 }
 
 struct deliver *deliver_new(const struct config *cfg, struct spool *sp, struct queue_pool *qp,

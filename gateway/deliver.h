@@ -75,6 +75,11 @@ void deliver_free(struct deliver *d);   /* NULL is a no-op */
 int64_t deliver_backoff_ms(unsigned attempts, uint64_t first_ms, uint64_t max_ms,
                            unsigned *seed);
 
+/* A FUTURERELEASE time (envelope hold_until, unix s) in unix ms: 0 for
+ * none (<= 0), clamped to 9999-12-31T23:59:59Z so that a damaged spool
+ * value cannot overflow. Exposed for unit tests. */
+int64_t deliver_hold_until_ms(int64_t hold_until);
+
 /* The retry schedule in force for transport t (NULL: none chosen): each of
  * t's retry: values that is set, else the one of delivery. */
 struct deliver_retry {

@@ -61,6 +61,19 @@ static void test_backoff(void **state)
 }
 
 /* Per-transport retry: values: each one set wins over delivery's. */
+/* hold_until from a spool file is only checked to be >= 0: * 1000 must
+ * not overflow (review finding 4; UBSan stops the test on overflow). */
+static void test_hold_until_ms(void **state)
+{
+    (void) state;
+    assert_int_equal(deliver_hold_until_ms(0), 0);
+    assert_int_equal(deliver_hold_until_ms(-5), 0);
+    assert_int_equal(deliver_hold_until_ms(1700000000), INT64_C(1700000000000));
+    assert_int_equal(deliver_hold_until_ms(INT64_C(253402300799)), INT64_C(253402300799000));
+    assert_int_equal(deliver_hold_until_ms(INT64_C(253402300800)), INT64_C(253402300799000));
+    assert_int_equal(deliver_hold_until_ms(INT64_MAX), INT64_C(253402300799000));
+}
+
 static void test_retry_params(void **state)
 {
     struct cfg_delivery dc = { .retry_first_ms = 300000, .retry_max_ms = 14400000, .expiry_ms = 432000000 };
@@ -284,6 +297,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_hold_until_ms),
         cmocka_unit_test(test_retry_params),
         cmocka_unit_test(test_decide),
         cmocka_unit_test(test_group),
