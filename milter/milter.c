@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -60,6 +61,7 @@ struct milter_msg {
     bool skip;                      /* not ours: the MTA keeps the message */
     struct intake_txn *txn;
     bool eoh_done;
+    bool trace_done;                /* a Received field for the MTA's hop is there */
     unsigned nheaders;
     uint64_t size;
     struct milter_eol eol;
@@ -72,6 +74,7 @@ struct milter_conn {
     struct milter_server *srv;
     struct milter_conn *prev, *next;    /* the server's live connections */
     char *client_name, *client_addr, *daemon_name;
+    char *mta_host;                 /* {j}: the MTA's host name, or NULL */
     int leadspc;                    /* SMFIP_HDR_LEADSPC negotiated: 1, not: 0, unknown: -1 */
     struct milter_msg msg;
 };
@@ -163,6 +166,7 @@ static void milter_conn_free(struct milter_conn *c)
     free(c->client_name);
     free(c->client_addr);
     free(c->daemon_name);
+    free(c->mta_host);
     free(c);
 }
 
@@ -245,6 +249,45 @@ static int milter_begin(struct milter_server *s, SMFICTX *ctx, struct milter_con
     return SY_OK;
 }
 
+/* milter_trace - the Received field for the hop client -> MTA (RFC 5321
+ * §4.4), unless the MTA passed its own (Sendmail does, Postfix does not).
+ * It goes to intake outside the duplicate digest: a retry has another
+ * time and MTA queue id. */
+static int milter_trace(struct milter_server *s, struct milter_conn *c)
+{
+    struct milter_msg *m = &c->msg;
+    char date[64];
+    struct buf t;
+    struct sy_err err;
+    struct tm tm;
+    time_t now = time(NULL);
+    int rc;
+
+    if (m->trace_done)
+        return SY_OK;
+    m->trace_done = true;
+    (void) gmtime_r(&now, &tm);
+    (void) strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    buf_init(&t, 2048);
+    (void) buf_printf(&t, "Received: from %s (%s)\r\n\tby %s (switchyard milter %s)",
+                      c->client_name != NULL ? c->client_name : "unknown",
+                      c->client_addr != NULL ? c->client_addr : "unknown",
+                      c->mta_host != NULL ? c->mta_host : s->cfg->node, s->l->name);
+    if (m->env.mta_qid != NULL)
+        (void) buf_printf(&t, " id %s", m->env.mta_qid);
+    (void) buf_printf(&t, ";\r\n\t%s\r\n", date);
+    m->size += buf_len(&t);
+    rc = milter_flush(m);
+    if (rc == SY_OK) {
+        rc = intake_write_trace(m->txn, buf_str(&t), buf_len(&t), &err);
+        if (rc != SY_OK)
+            milter_fail(m, "451", "4.3.0", err.text);
+    }
+    milter_eol_note(&m->eol, (const unsigned char *) buf_str(&t), buf_len(&t));
+    buf_free(&t);
+    return rc;
+}
+
 /* milter_capturing - a capture-mode message with captured recipients, no refusal */
 static bool milter_capturing(const struct milter_server *s, const struct milter_msg *m)
 {
@@ -311,7 +354,8 @@ static sfsistat milter_cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *host
     free(c->client_name);
     free(c->client_addr);
     free(c->daemon_name);
-    c->client_name = c->client_addr = c->daemon_name = NULL;
+    free(c->mta_host);
+    c->client_name = c->client_addr = c->daemon_name = c->mta_host = NULL;
     v = milter_macro(ctx, "{client_name}");
     if (v == NULL && hostname != NULL && hostname[0] != '\0' && strlen(hostname) <= MILTER_MACRO_MAX &&
         text_is_clean(hostname, strlen(hostname)))
@@ -333,6 +377,7 @@ static sfsistat milter_cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *host
             env_set(&c->client_addr, a);
     }
     env_set(&c->daemon_name, milter_macro(ctx, "{daemon_name}"));
+    env_set(&c->mta_host, milter_macro(ctx, "j"));
     milter_leave();
     return SMFIS_CONTINUE;
 }
@@ -496,6 +541,14 @@ static sfsistat milter_cb_header(SMFICTX *ctx, char *name, char *value)
         milter_leave();
         return r;
     }
+    if (!m->trace_done && milter_is_own_trace(name, value, m->env.mta_qid))
+        m->trace_done = true;
+    if (milter_trace(s, c) != SY_OK) {
+        buf_free(&line);
+        r = milter_reply(ctx, m);
+        milter_leave();
+        return r;
+    }
     milter_eol_note(&m->eol, (const unsigned char *) buf_str(&line), buf_len(&line));
     if (milter_is_own_trace(name, value, m->env.mta_qid)) {
         /* The MTA's own Received field: a retry has a new id and time. */
@@ -530,7 +583,7 @@ static sfsistat milter_cb_eoh(SMFICTX *ctx)
         return SMFIS_TEMPFAIL;
     c = smfi_getpriv(ctx);
     if (c != NULL && milter_capturing(s, &c->msg)) {
-        if (milter_begin(s, ctx, c) != SY_OK)
+        if (milter_begin(s, ctx, c) != SY_OK || milter_trace(s, c) != SY_OK)
             r = milter_reply(ctx, &c->msg);
         else
             (void) milter_eoh_write(&c->msg);
@@ -554,7 +607,7 @@ static sfsistat milter_cb_body(SMFICTX *ctx, unsigned char *p, size_t n)
         return SMFIS_CONTINUE;
     }
     m = &c->msg;
-    if (milter_begin(s, ctx, c) != SY_OK) {
+    if (milter_begin(s, ctx, c) != SY_OK || milter_trace(s, c) != SY_OK) {
         r = milter_reply(ctx, m);
         milter_leave();
         return r;
@@ -600,7 +653,7 @@ static sfsistat milter_eom_capture(struct milter_server *s, SMFICTX *ctx, struct
     if (!milter_capturing(s, m))
         return SMFIS_CONTINUE;
     all = m->nrcpt_args == m->nrcpt_seen;
-    if (milter_begin(s, ctx, c) != SY_OK)
+    if (milter_begin(s, ctx, c) != SY_OK || milter_trace(s, c) != SY_OK)
         return milter_reply(ctx, m);
     milter_set_qid(ctx, m);
     (void) milter_eoh_write(m);
@@ -788,7 +841,7 @@ static sfsistat milter_cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned lon
     *pf3 = 0;
     if (f0 & SMFIF_SETSYMLIST) {
         *pf0 |= SMFIF_SETSYMLIST;
-        (void) smfi_setsymlist(ctx, SMFIM_CONNECT, "{client_addr} {client_name} {daemon_name}");
+        (void) smfi_setsymlist(ctx, SMFIM_CONNECT, "j {client_addr} {client_name} {daemon_name}");
         (void) smfi_setsymlist(ctx, SMFIM_ENVFROM, "i {auth_authen}");
         (void) smfi_setsymlist(ctx, SMFIM_ENVRCPT, "i");
         (void) smfi_setsymlist(ctx, SMFIM_EOM, "i");

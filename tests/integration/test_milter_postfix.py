@@ -158,6 +158,10 @@ def test_capture_all_discarded_by_postfix_relayed_by_switchyard(postfix_m, switc
     assert len(got) == 1, got
     assert "%s-1@example.net" % tag in got[0] and "%s-2@example.net" % tag in got[0]
     assert not pf.local.dumps_with(tag), "Postfix delivered a copy too"
+    # Postfix passes milters no Received field of its own: switchyard adds
+    # one for the client -> Postfix hop, with Postfix's queue id
+    assert re.search(r"Received: from \S+ \(127\.0\.0\.1\)\r?\n\tby pf-test\.localdomain "
+                     r"\(switchyard milter pfmilter\) id \w+;", got[0]), got[0][:1000]
     assert not pf.log_lines(r"status=sent")
     assert re.search(r"milter pfmilter: captured 2 of 2 recipient\(s\), mta_qid=\w+", sw.log_text)
 
