@@ -10,7 +10,9 @@ import json
 import os
 import re
 import socket
+import stat
 import struct
+import time
 
 import pytest
 
@@ -131,7 +133,12 @@ SMFI_V6 = 6
 
 class RawMilter:
     def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        if isinstance(port, str):
+            self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.s.settimeout(30)
+            self.s.connect(port)
+        else:
+            self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
 
     def send(self, cmd, data=b""):
         self.s.sendall(struct.pack(">I", len(data) + 1) + cmd + data)
@@ -186,10 +193,15 @@ class RawMilter:
         self.send(b"B", body)
         assert self.recv()[0] == b"c"
         self.send(b"E")
+        t0 = time.monotonic()
         # modification actions first, then the final reply
         while True:
             c, _ = self.recv()
             if c in (b"a", b"d", b"t", b"r", b"y", b"c"):
+                # the commit (fsync + Redis) answers well inside Postfix's
+                # milter_content_timeout (300 s) and Sendmail's R: (10 s)
+                self.eom_seconds = time.monotonic() - t0
+                assert self.eom_seconds < 5, self.eom_seconds
                 return c
 
 
@@ -362,3 +374,21 @@ def test_localserve_capture_milter(switchyard_bin, workdir):
         log = f.read()
     assert "milter:          inet:8891@127.0.0.1" in log, log
     assert sylib.sanitizer_report(log) is None, log
+
+
+def test_unix_socket_listener(switchyard, workdir):
+    """unix: address, socket_mode applied, the socket removed at stop."""
+    path = os.path.join(workdir, "milter.sock")
+    sw = switchyard(overrides=milter_overrides(0, address="unix:" + path, socket_mode="0666"))
+    sylib.wait_for(lambda: os.path.exists(path), 30, "the milter socket")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666
+    m = RawMilter(path)
+    m.negotiate()
+    assert m.connect("c.example", "127.0.0.1")[0] == b"c"
+    assert m.message("QUNIX", "unix@example.net", b"over a unix socket\r\n") == b"d"
+    m.send(b"Q")
+    m.s.close()
+    d = wait_delivered(sw, ["unix@example.net"])
+    assert strip_trace(d["unix@example.net"][0][1])[1] == b"Subject: reuse\r\n\r\nover a unix socket\r\n"
+    assert sw.stop() == 0
+    assert not os.path.exists(path)
