@@ -295,13 +295,14 @@ def test_sigkill_during_delivery(switchyard, sinks):
     lost."""
     slow = sinks("slow", ["-w", "6"])
     # delivery.lease must cover the transport's longest attempt (config.c):
-    # 1+1+1+1+1+10 s of timeouts + 10 s waiting for a connection = 25 s
+    # 1+1+1+10+1+2 s of timeouts + 10 s waiting for a connection = 26 s
+    # (-w delays the reply to DATA: data_timeout covers it)
     sw = switchyard(overrides={
-        "delivery": {"workers": 1, "lease": "25s", "default_transport": "slow",
+        "delivery": {"workers": 1, "lease": "26s", "default_transport": "slow",
                      "retry_first": "1s"},
         "transports": {"slow": smtp_transport(slow, connect_timeout="1s", greeting_timeout="1s",
-                                              command_timeout="1s", data_timeout="1s",
-                                              data_block_timeout="1s", data_done_timeout="10s")},
+                                              command_timeout="1s", data_timeout="10s",
+                                              data_block_timeout="1s", data_done_timeout="2s")},
     })
     qid = send(sw, "s@example.org", ["k@example.net"], "killed")
     # the worker is inside the transaction (the sink waits before its DATA reply)
@@ -315,7 +316,7 @@ def test_sigkill_during_delivery(switchyard, sinks):
     t0 = time.monotonic()
     sw.start()
     wait_done(sw, qid, timeout=120)
-    # not before the lease ran out (25 s from the claim)
+    # not before the lease ran out (26 s from the claim)
     assert time.monotonic() - t0 > 3
     assert sw.rcpt(qid, 0)["state"] == "delivered"
     assert qid not in sw.spool_q()
