@@ -96,6 +96,9 @@ def dsn_qids(sw):
     """Queue ids of captured messages sent with the null sender (DSNs)."""
     out = []
     for f in sorted(glob.glob(os.path.join(sw.capture_dir, "*.json"))):
+        # capture writes the .json, then the .eml: only a complete delivery counts
+        if not os.path.exists(f[:-len(".json")] + ".eml"):
+            continue
         with open(f) as fh:
             j = json.load(fh)
         if j["sender"] == "" and j["listener"] == "dsn":
