@@ -416,16 +416,8 @@ static sfsistat milter_cb_envfrom(SMFICTX *ctx, char **argv)
         milter_leave();
         return SMFIS_ACCEPT;
     }
-    if (s->l->mode == CFG_MILTER_CAPTURE) {
-        if (m->env.size_declared > s->cfg->milter.message_size_limit) {
-            milter_fail(m, "552", "5.3.4", "Message size exceeds fixed limit");
-            r = milter_reply(ctx, m);
-        } else if (intake_check_mail(s->in, &m->env, m->env.size_declared, &err) != SY_OK) {
-            milter_fail(m, strcmp(sy_err_enh(&err), "4.3.1") == 0 ? "452" : "451",
-                        sy_err_enh(&err)[0] == '4' ? sy_err_enh(&err) : "4.3.0", err.text);
-            r = milter_reply(ctx, m);
-        }
-    }
+    /* Size and spool room are checked per captured recipient (RCPT): a
+     * recipient the MTA keeps is none of our business. */
     milter_leave();
     return r;
 }
@@ -472,11 +464,26 @@ static sfsistat milter_cb_envrcpt(SMFICTX *ctx, char **argv)
         milter_leave();
         return r;
     }
-    if (capture && s->l->mode == CFG_MILTER_CAPTURE && m->env.nrcpt >= s->cfg->lmtp.recipient_limit) {
-        (void) smfi_setreply(ctx, "452", "4.5.3", "Too many recipients");
-        env_rcpt_free(&rc);
-        milter_leave();
-        return SMFIS_TEMPFAIL;
+    if (capture && s->l->mode == CFG_MILTER_CAPTURE) {
+        const char *code = NULL, *enh = NULL, *text = NULL;
+
+        if (m->env.nrcpt >= s->cfg->lmtp.recipient_limit) {
+            code = "452", enh = "4.5.3", text = "Too many recipients";
+        } else if (m->env.size_declared > s->cfg->milter.message_size_limit) {
+            code = "552", enh = "5.3.4", text = "Message size exceeds fixed limit";
+        } else if (intake_check_mail(s->in, &m->env, m->env.size_declared, &err) != SY_OK) {
+            code = strcmp(sy_err_enh(&err), "4.3.1") == 0 ? "452" : "451";
+            enh = sy_err_enh(&err)[0] == '4' ? sy_err_enh(&err) : "4.3.0";
+            text = "Insufficient system storage";
+        }
+        if (code != NULL) {
+            /* This recipient only: the others go on. */
+            (void) smfi_setreply(ctx, (char *) (uintptr_t) code, (char *) (uintptr_t) enh,
+                                 (char *) (uintptr_t) text);
+            env_rcpt_free(&rc);
+            milter_leave();
+            return code[0] == '5' ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+        }
     }
     m->nrcpt_seen++;
     if (capture) {

@@ -8,9 +8,12 @@
  * (spool fsync + Redis) BEFORE the reply: then smfi_delrcpt() for every
  * captured recipient and ACCEPT, or DISCARD when all were captured. A
  * failed commit is 451 4.3.0 + TEMPFAIL, so the MTA keeps the message.
- * The MTA's own Received field (the one naming {i}) stays out of the
- * duplicate digest, so the client's retry of a message whose reply was
- * lost is recognised by intake and not queued twice.
+ * When the MTA passes no Received field of its own (Postfix), one for the
+ * hop into the MTA is put on top. That field (ours, or the MTA's naming
+ * {i}) stays out of the duplicate digest, so the client's retry of a
+ * message whose reply was lost is recognised by intake and not queued
+ * twice. Size, spool room and the recipient limit are checked per
+ * captured recipient at RCPT; recipients the MTA keeps are never refused.
  *
  * Policy mode: the MTA keeps delivering. A matching hold rule quarantines
  * the message in the MTA's hold queue (smfi_quarantine, the rule as the

@@ -392,3 +392,24 @@ def test_unix_socket_listener(switchyard, workdir):
     assert strip_trace(d["unix@example.net"][0][1])[1] == b"Subject: reuse\r\n\r\nover a unix socket\r\n"
     assert sw.stop() == 0
     assert not os.path.exists(path)
+
+
+def test_size_refused_per_captured_recipient(switchyard, free_port):
+    """A SIZE= over milter.message_size_limit refuses the captured
+    recipients at RCPT (552 5.3.4) and leaves the MTA's own alone."""
+    port = free_port()
+    start_milter(switchyard, port, extra={"milter": {"message_size_limit": "10k"}},
+                 capture_domains=["example.net"])
+    m = RawMilter(port)
+    m.negotiate()
+    assert m.connect("c.example", "127.0.0.1")[0] == b"c"
+    m.cmd(b"M", "<from@example.org>", "SIZE=20000")
+    assert m.recv()[0] == b"c"
+    m.cmd(b"R", "<big@example.net>")
+    c, data = m.recv()
+    assert c == b"y" and data.startswith(b"552 5.3.4 "), (c, data)
+    m.cmd(b"R", "<local@elsewhere.example>")
+    assert m.recv()[0] == b"c"
+    m.send(b"A")
+    m.send(b"Q")
+    m.s.close()
