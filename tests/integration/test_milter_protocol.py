@@ -39,6 +39,10 @@ def delivered(sw):
     """{recipient: [(json, eml bytes)]} of every capture file."""
     out = {}
     for f in sorted(glob.glob(os.path.join(sw.capture_dir, "*.json"))):
+        # the capture transport writes the .json first: a delivery counts
+        # once its .eml is there
+        if not os.path.exists(f[:-5] + ".eml"):
+            continue
         with open(f) as fh:
             j = json.load(fh)
         with open(f[:-5] + ".eml", "rb") as fh:
