@@ -176,7 +176,9 @@ static void intake_scan_headers(struct intake_txn *t, const char *p, size_t n)
     }
 }
 
-int intake_write(struct intake_txn *t, const void *p, size_t n, struct sy_err *err)
+/* intake_append - message bytes to the spool, into the digest or not */
+static int intake_append(struct intake_txn *t, const void *p, size_t n, int digest,
+                         struct sy_err *err)
 {
     const unsigned char *c = p;
 
@@ -187,24 +189,20 @@ int intake_write(struct intake_txn *t, const void *p, size_t n, struct sy_err *e
                 break;
             }
     intake_scan_headers(t, p, n);
-    digest_update(t->dg, p, n);
+    if (digest)
+        digest_update(t->dg, p, n);
     t->size += n;
     return spool_write(t->w, p, n, err);
 }
 
+int intake_write(struct intake_txn *t, const void *p, size_t n, struct sy_err *err)
+{
+    return intake_append(t, p, n, 1, err);
+}
+
 int intake_write_trace(struct intake_txn *t, const void *p, size_t n, struct sy_err *err)
 {
-    const unsigned char *c = p;
-
-    if (!t->eightbit)
-        for (size_t i = 0; i < n; i++)
-            if (c[i] >= 0x80) {
-                t->eightbit = 1;
-                break;
-            }
-    intake_scan_headers(t, p, n);
-    t->size += n;
-    return spool_write(t->w, p, n, err);
+    return intake_append(t, p, n, 0, err);
 }
 
 /* intake_header - the first header field called name (with its colon),
