@@ -415,5 +415,22 @@ def test_size_refused_per_captured_recipient(switchyard, free_port):
     m.cmd(b"R", "<local@elsewhere.example>")
     assert m.recv()[0] == b"c"
     m.send(b"A")
+    # no SIZE=, a body past the limit: refused while it streams
+    m.cmd(b"M", "<from@example.org>")
+    assert m.recv()[0] == b"c"
+    m.cmd(b"R", "<big2@example.net>")
+    assert m.recv()[0] == b"c"
+    m.send(b"L", b"Subject\0 big\0")
+    assert m.recv()[0] == b"c"
+    m.send(b"N")
+    assert m.recv()[0] == b"c"
+    replies = []
+    for _ in range(4):
+        m.send(b"B", b"x" * 4000 + b"\r\n")
+        c, data = m.recv()
+        replies.append((c, data[:40]))
+        if c != b"c":
+            break
+    assert replies[-1][0] == b"y" and replies[-1][1].startswith(b"552 5.3.4 "), replies
     m.send(b"Q")
     m.s.close()
