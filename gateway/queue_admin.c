@@ -42,6 +42,11 @@
 #define QA_FETCH_RCPT_BUDGET ((size_t) 20000)
 /* Recipients released per sweep script run. */
 #define QA_SWEEP_MAX ((size_t) 1000)
+/* Rule-held entries one ORPHAN run examines (Redis is busy for the run),
+ * and the runs one sweep makes before leaving the rest (gen unchecked) to
+ * the next sweep: 10,000,000 entries, far past any real backlog. */
+#define QA_ORPHAN_MAX ((size_t) 1000)
+#define QA_ORPHAN_RUNS_MAX ((size_t) 10000)
 /* After a `hold rm`, nodes re-check their rule-held recipients for this
  * long: intake may still tag mail with a rule from its cache (at most 1 s
  * old) plus the time an insert and a tag take. */
@@ -155,17 +160,36 @@ static const char qa_lua_sweep[] =
     "return {n, redis.call('GET', KEYS[3]) or ''}\n";
 
 /* ORPHAN: KEYS held sched holdgen; ARGV now_ms, rcpt-key-base,
- * msg-key-base, gen, seq, then the ids of every existing rule. Releases
- * rule-held recipients whose rule (an id <= seq, so fully added when the
- * ids were read) no longer exists, then records gen as checked. Returns
- * how many were released. */
+ * msg-key-base, gen, seq, max, cursor member ("" to start), cursor score,
+ * then the ids of every existing rule. One bounded run: examines at most
+ * max rule-held entries of `held` (ZRANGE by rank: O(log n + max)),
+ * starting after the cursor, and releases those whose rule (an id <= seq,
+ * so fully added when the ids were read) no longer exists. The cursor is
+ * the last entry examined that is still in `held` (a released one leaves
+ * it, so the ranks after the cursor close up); when it is gone or its
+ * score changed, the run restarts at the first entry with its score
+ * (re-examining is harmless). A run that reaches the end records gen as
+ * checked. Returns {released, 1 when the end was reached, cursor member,
+ * cursor score}. */
 static const char qa_lua_orphan[] =
     QA_LUA_RELEASE
     "local keep = {}\n"
-    "for i = 6, #ARGV do keep[ARGV[i]] = true end\n"
+    "for i = 9, #ARGV do keep[ARGV[i]] = true end\n"
     "local seq = tonumber(ARGV[5]) or 0\n"
+    "local max = tonumber(ARGV[6])\n"
+    "local cm, cs = ARGV[7], ARGV[8]\n"
+    "local base = redis.call('ZCOUNT', KEYS[1], '-inf', 0)\n"
+    "local start = base\n"
+    "if cm ~= '' then\n"
+    "  local sc = redis.call('ZSCORE', KEYS[1], cm)\n"
+    "  if sc and sc == cs then start = redis.call('ZRANK', KEYS[1], cm) + 1\n"
+    "  else start = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. cs) end\n"
+    "  if start < base then start = base end\n"
+    "end\n"
+    "local batch = redis.call('ZRANGE', KEYS[1], start, start + max - 1, 'WITHSCORES')\n"
     "local n = 0\n"
-    "for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(0', '+inf')) do\n"
+    "for i = 1, #batch - 1, 2 do\n"
+    "  local m = batch[i]\n"
     "  local qid = string.match(m, '^(.+):%d+$')\n"
     "  local k = ARGV[2] .. m\n"
     "  local hb = redis.call('HGET', k, 'held_by')\n"
@@ -173,10 +197,15 @@ static const char qa_lua_orphan[] =
     "     and redis.call('HGET', k, 'state') == 'held' then\n"
     "    release(KEYS[1], KEYS[2], k, m, ARGV[3] .. qid, ARGV[1])\n"
     "    n = n + 1\n"
+    "  else\n"
+    "    cm, cs = m, batch[i + 1]\n"
     "  end\n"
     "end\n"
-    "redis.call('SET', KEYS[3], ARGV[4])\n"
-    "return n\n";
+    "if #batch < 2 * max then\n"
+    "  redis.call('SET', KEYS[3], ARGV[4])\n"
+    "  return {n, 1, '', ''}\n"
+    "end\n"
+    "return {n, 0, cm, cs}\n";
 
 /* ADMIN: KEYS sched held index done; ARGV op, now_ms, arg (transport,
  * rule id or drop reply), rule score, msg-key-base, rcpt-key-base, then
@@ -533,8 +562,9 @@ int queue_hold_tag(struct queue *q, const char *qid, const struct queue_hold_tag
     return SY_OK;
 }
 
-/* qa_orphans - release this node's recipients held by removed rules */
-static int qa_orphans(struct queue *q, const char *gen, size_t *nreleased, struct sy_err *err)
+int queue_hold_orphan_batch(struct queue *q, const char *gen, size_t max,
+                            struct queue_orphan_cursor *cur, size_t *nreleased, int *done,
+                            struct sy_err *err)
 {
     char held[QUEUE_KEY_MAX], sched[QUEUE_KEY_MAX], hgen[QUEUE_KEY_MAX];
     char rcptbase[QUEUE_KEY_MAX], msgbase[QUEUE_KEY_MAX];
@@ -542,9 +572,14 @@ static int qa_orphans(struct queue *q, const char *gen, size_t *nreleased, struc
     struct queue_hold_set s;
     struct queue_args a;
     redisReply *rep;
-    long long v;
+    const redisReply *m, *sc;
+    long long v, d;
     int rc;
 
+    *nreleased = 0;
+    *done = 0;
+    if (max == 0 || max > (size_t) 100000)
+        return sy_err_set(err, SY_ESYNTAX, "4.3.0", "queue: hold orphans: bad batch size");
     if (queue_hold_rules_load(q, &s, err) != SY_OK)
         return SY_ETEMP;
     queue_key(q, held, sizeof(held), "held");
@@ -562,6 +597,9 @@ static int qa_orphans(struct queue *q, const char *gen, size_t *nreleased, struc
     queue_args_str(&a, msgbase);
     queue_args_str(&a, gen);
     queue_args_i64(&a, (int64_t) s.seq);
+    queue_args_i64(&a, (int64_t) max);
+    queue_args_str(&a, cur->member);
+    queue_args_str(&a, cur->member[0] != '\0' ? cur->score : "0");
     for (size_t i = 0; i < s.n; i++) {
         (void) snprintf(ids[i], sizeof(ids[i]), "%llu", (unsigned long long) s.v[i].id);
         queue_args_str(&a, ids[i]);
@@ -572,12 +610,48 @@ static int qa_orphans(struct queue *q, const char *gen, size_t *nreleased, struc
     queue_hold_set_free(&s);
     if (rc != SY_OK)
         return SY_ETEMP;
-    if (qa_int(rep, 0, LLONG_MAX, &v) != 0) {
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4 ||
+        qa_int(rep->element[0], 0, (long long) max, &v) != 0 ||
+        qa_int(rep->element[1], 0, 1, &d) != 0) {
         freeReplyObject(rep);
         return queue_unexpected(q, "hold orphans", err);
     }
+    m = rep->element[2];
+    sc = rep->element[3];
+    if (m->type != REDIS_REPLY_STRING || sc->type != REDIS_REPLY_STRING ||
+        m->len >= sizeof(cur->member) || sc->len >= sizeof(cur->score) ||
+        memchr(m->str, '\0', m->len) != NULL || memchr(sc->str, '\0', sc->len) != NULL ||
+        (m->len > 0 && sc->len == 0)) {
+        freeReplyObject(rep);
+        return queue_unexpected(q, "hold orphans", err);
+    }
+    memcpy(cur->member, m->str, m->len);
+    cur->member[m->len] = '\0';
+    memcpy(cur->score, sc->str, sc->len);
+    cur->score[sc->len] = '\0';
     freeReplyObject(rep);
-    *nreleased += (size_t) v;
+    *nreleased = (size_t) v;
+    *done = (int) d;
+    return SY_OK;
+}
+
+/* qa_orphans - release this node's recipients held by removed rules: one
+ * bounded ORPHAN run after another until one reaches the end of `held`
+ * (which records gen as checked). An error or the run cap leaves gen
+ * unchecked, so the next sweep starts over; every run is atomic and
+ * idempotent on its own. */
+static int qa_orphans(struct queue *q, const char *gen, size_t *nreleased, struct sy_err *err)
+{
+    struct queue_orphan_cursor cur;
+    size_t n;
+    int done = 0;
+
+    memset(&cur, 0, sizeof(cur));
+    for (size_t runs = 0; !done && runs < QA_ORPHAN_RUNS_MAX; runs++) {
+        if (queue_hold_orphan_batch(q, gen, QA_ORPHAN_MAX, &cur, &n, &done, err) != SY_OK)
+            return SY_ETEMP;
+        *nreleased += n;
+    }
     return SY_OK;
 }
 

@@ -97,6 +97,22 @@ int queue_check_qid(const char *qid, struct sy_err *err);
  * (usable in a key beside the {node} hash tag); NULL gives 0. */
 int queue_name_ok(const char *s, size_t max);
 
+/* Where a walk of the rule-held part of a node's `held` set stands: the
+ * last entry examined that was kept ("QID:IDX"; "" before the first run)
+ * and its score as Redis wrote it. Zero it to start. */
+struct queue_orphan_cursor {
+    char member[QID_SIZE + QUEUE_NUM_SIZE];
+    char score[64];
+};
+/* queue_admin.c: one bounded ORPHAN run (queue_hold_sweep() repeats it).
+ * Examines at most max (1 to 100000) rule-held entries after *cur,
+ * releases those whose rule no longer exists (*nreleased), and advances
+ * *cur; *done is 1 when the run reached the end, which also records gen
+ * (borrowed, the shared P:{hold}:gen) as this node's checked gen. */
+int queue_hold_orphan_batch(struct queue *q, const char *gen, size_t max,
+                            struct queue_orphan_cursor *cur, size_t *nreleased, int *done,
+                            struct sy_err *err);
+
 /* A whole string reply as an unsigned decimal in [0, max]: 0, or -1. */
 int queue_parse_u64(const redisReply *r, uint64_t max, uint64_t *out);
 /* A zset score string reply as int64 (rounded down): 0, or -1. */

@@ -22,6 +22,7 @@
 
 #include "gateway/cli_hold.h"
 #include "gateway/queue.h"
+#include "gateway/queue_int.h"
 #include "gateway/util/clock.h"
 #include "gateway/util/xalloc.h"
 #include "tests/unit/support/redis_server.h"
@@ -493,6 +494,110 @@ static void test_orphans(void **state)
     assert_str(rfield(qid, 1, "state"), "held");
 }
 
+/* A large backlog of a removed rule is released in bounded ORPHAN runs:
+ * 5,000 of 7,500 held entries (the rest: a live rule's and manual holds),
+ * all +inf or one finite score, so the cursor walks long same-score runs. */
+static void test_orphans_bounded(void **state)
+{
+    struct fixture *f = *state;
+    struct hold_rule r;
+    struct queue_orphan_cursor cur;
+    char qid[QID_SIZE];
+    char *gen;
+    uint64_t id1, id2;
+    size_t n, total = 0, pending = 0;
+    int done = -1;
+    struct sy_err err;
+    redisReply *rep;
+
+    hold_rule_init(&r);
+    assert_int_equal(queue_hold_rule_add(f->q, &r, &id1, NULL, &err), SY_OK);
+    assert_int_equal(hold_rule_set(&r, "x@example.org", NULL, NULL, 0, &err), SY_OK);
+    assert_int_equal(queue_hold_rule_add(f->q, &r, &id2, NULL, &err), SY_OK);
+    /* 50 messages of 150 recipients: idx % 6 in 1..4 held by id1 (5,000),
+     * 0 by id2, 5 manually (score 0); odd messages' rule score +inf */
+    for (unsigned m = 0; m < 50; m++) {
+        make_qid(100 + m, qid);
+        redisAppendCommand(rawc, "HSET " KEY("msg:%s") " nrcpt 150 hold_until 0", qid);
+        pending++;
+        for (unsigned i = 0; i < 150; i++) {
+            const char *score = i % 6 == 5 ? "0" : m % 2 ? "+inf" : "1900000000";
+
+            if (i % 6 == 5)
+                redisAppendCommand(rawc, "HSET " KEY("rcpt:%s:%u") " state held", qid, i);
+            else
+                redisAppendCommand(rawc, "HSET " KEY("rcpt:%s:%u") " state held held_by %llu",
+                                   qid, i, (unsigned long long) (i % 6 == 0 ? id2 : id1));
+            redisAppendCommand(rawc, "ZADD " KEY("held") " %s %s:%u", score, qid, i);
+            pending += 2;
+        }
+    }
+    for (; pending > 0; pending--) {
+        assert_int_equal(redisGetReply(rawc, (void **) &rep), REDIS_OK);
+        assert_int_not_equal(rep->type, REDIS_REPLY_ERROR);
+        freeReplyObject(rep);
+    }
+    assert_int_equal(raw_int("ZCARD " KEY("held")), 7500);
+    assert_int_equal(queue_hold_rule_rm(f->q, id1, clock_real_ms(), &err), SY_OK);
+    gen = raw_str("GET " GKEY("gen"));
+    assert_non_null(gen);
+
+    /* one run examines at most its bound and records nothing as checked */
+    memset(&cur, 0, sizeof(cur));
+    assert_int_equal(queue_hold_orphan_batch(f->q, gen, 1000, &cur, &n, &done, &err), SY_OK);
+    assert_true(n > 0 && n <= 1000);
+    assert_int_equal(done, 0);
+    assert_true(cur.member[0] != '\0');
+    total += n;
+    assert_int_equal(raw_int("ZCARD " KEY("held")), (long long) (7500 - total));
+    assert_str(raw_str("GET " KEY("holdgen")), NULL);
+    /* the cursor's entry vanishing (an administrator's release) restarts
+     * that score's run: nothing is skipped */
+    raw_do("ZREM " KEY("held") " %s", cur.member);
+    assert_int_equal(queue_hold_orphan_batch(f->q, gen, 1000, &cur, &n, &done, &err), SY_OK);
+    assert_true(n > 0 && n <= 1000);
+    assert_int_equal(done, 0);
+    total += n;
+    assert_str(raw_str("GET " KEY("holdgen")), NULL);
+    /* runs until the end, each bounded; the last records gen */
+    for (unsigned runs = 0; done == 0; runs++) {
+        assert_true(runs < 20);
+        assert_int_equal(queue_hold_orphan_batch(f->q, gen, 1000, &cur, &n, &done, &err), SY_OK);
+        assert_true(n <= 1000);
+        total += n;
+    }
+    assert_int_equal(total, 5000);
+    assert_str(raw_str("GET " KEY("holdgen")), gen);
+    assert_int_equal(raw_int("ZCARD " KEY("held")), 2499);
+    assert_int_equal(raw_int("ZCOUNT " KEY("held") " 0 0"), 1250);
+    make_qid(101, qid);
+    assert_str(rfield(qid, 1, "state"), "queued");
+    assert_str(rfield(qid, 1, "held_by"), NULL);
+    {
+        char *sc = raw_str("ZSCORE " KEY("sched") " %s:1", qid);
+
+        assert_non_null(sc);
+        free(sc);
+    }
+    assert_str(rfield(qid, 6, "state"), "held");
+    assert_str(rfield(qid, 5, "state"), "held");
+    /* a repeat finds nothing; bad sizes are refused */
+    memset(&cur, 0, sizeof(cur));
+    assert_int_equal(queue_hold_orphan_batch(f->q, gen, 1000, &cur, &n, &done, &err), SY_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(queue_hold_orphan_batch(f->q, gen, 0, &cur, &n, &done, &err), SY_ESYNTAX);
+
+    /* the sweep does the same in one call: a second rule's 1,250 */
+    assert_int_equal(queue_hold_rule_rm(f->q, id2, clock_real_ms(), &err), SY_OK);
+    assert_int_equal(queue_hold_sweep(f->q, clock_real_ms() / 1000, &n, &err), SY_OK);
+    assert_int_equal(n, 1249);
+    assert_int_equal(raw_int("ZCARD " KEY("held")), 1250);
+    free(gen);
+    gen = raw_str("GET " GKEY("gen"));
+    assert_str(raw_str("GET " KEY("holdgen")), gen);
+    free(gen);
+}
+
 /* ---- operations ------------------------------------------------------------ */
 
 static void test_ops(void **state)
@@ -812,6 +917,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tag_sweep, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_insert_held, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_orphans, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_orphans_bounded, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_ops, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_release_leased, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_bad_args, test_setup, test_teardown),
