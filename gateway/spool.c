@@ -910,6 +910,9 @@ static int spool_q_sync(struct spool *sp)
 
     (void) pthread_mutex_lock(&sp->sync_lock);
     me.next = sp->sync_queue;
+    /* The waiter lives on this stack only while queued: the fsync that
+     * takes it marks it done, and this function returns only after that. */
+    /* cppcheck-suppress autoVariables */
     sp->sync_queue = &me;
     while (!me.done) {
         if (sp->sync_busy) {
