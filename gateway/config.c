@@ -46,6 +46,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -892,6 +893,20 @@ static bool cfg_milter_addr_ok(const char *s, char *why, size_t whysize)
     return true;
 }
 
+/* cfg_milter_addr_same - two valid milter addresses naming one socket
+ * ("local:" is "unix:"; "inet:" and "inet6:" compared by port and host) */
+static bool cfg_milter_addr_same(const char *a, const char *b)
+{
+    const char *pa = strchr(a, ':') + 1, *pb = strchr(b, ':') + 1;
+    bool ua = a[0] == 'u' || a[0] == 'l', ub = b[0] == 'u' || b[0] == 'l';
+
+    if (ua != ub)
+        return false;
+    if (ua)
+        return strcmp(pa, pb) == 0;
+    return strcasecmp(pa, pb) == 0;
+}
+
 /* cfg_milter_list - normalised domain patterns or mailboxes */
 static char **cfg_milter_list(struct cfg_ctx *cx, const char *path, char **raw, unsigned n,
                               bool domains, size_t *nout)
@@ -941,13 +956,12 @@ static void cfg_build_milter(struct cfg_ctx *cx, const struct cfg_raw_milter *rm
                     cfg->lmtp.message_size_limit, &mc->message_size_limit);
     (void) cfg_duration(cx, "milter.timeout", rm->timeout, CFG_SEC, CFG_HOUR, 300 * CFG_SEC,
                         &mc->timeout_ms);
-    if (rm->listeners_count > 1)
-        cfg_err_key(cx, "milter.listeners", "at most one milter listener per process (libmilter "
-                    "serves one socket; see docs/sendmail.md for running several)");
+    /* libmilter serves one socket per process: the daemon forks a child per
+     * listener after the first (gateway/daemon.c). */
     if (rm->listeners_count == 0)
         return;
-    mc->nlisteners = 1;
-    mc->listeners = xcalloc(1, sizeof(*mc->listeners));
+    mc->nlisteners = rm->listeners_count;
+    mc->listeners = xcalloc(mc->nlisteners, sizeof(*mc->listeners));
     for (size_t i = 0; i < mc->nlisteners; i++) {
         const struct cfg_raw_milter_listener *rl = &rm->listeners[i];
         struct cfg_milter_listener *l = &mc->listeners[i];
@@ -956,10 +970,22 @@ static void cfg_build_milter(struct cfg_ctx *cx, const struct cfg_raw_milter *rm
 
         (void) snprintf(p, sizeof(p), "milter.listeners[%zu].name", i);
         s = cfg_val(cx, p, rl->name);
-        l->name = s != NULL ? cfg_name(cx, p, s, 64, "._-", "listener name") : xstrdup("milter");
+        if (s != NULL)
+            l->name = cfg_name(cx, p, s, 64, "._-", "listener name");
+        else if (i == 0)
+            l->name = xstrdup("milter");
+        else {
+            char dflt[32];
+
+            (void) snprintf(dflt, sizeof(dflt), "milter%zu", i);
+            l->name = xstrdup(dflt);
+        }
         for (size_t j = 0; l->name != NULL && j < cfg->lmtp.nlisteners; j++)
-            if (strcmp(cfg->lmtp.listeners[j].name, l->name) == 0)
+            if (cfg->lmtp.listeners[j].name != NULL && strcmp(cfg->lmtp.listeners[j].name, l->name) == 0)
                 cfg_err_key(cx, p, "the name \"%s\" is already used by lmtp.listeners[%zu]", l->name, j);
+        for (size_t j = 0; l->name != NULL && j < i; j++)
+            if (mc->listeners[j].name != NULL && strcmp(mc->listeners[j].name, l->name) == 0)
+                cfg_err_key(cx, p, "the name \"%s\" is already used by milter.listeners[%zu]", l->name, j);
         (void) snprintf(p, sizeof(p), "milter.listeners[%zu].address", i);
         s = cfg_val(cx, p, rl->address);
         if (s == NULL)
@@ -968,6 +994,9 @@ static void cfg_build_milter(struct cfg_ctx *cx, const struct cfg_raw_milter *rm
             cfg_err_key(cx, p, "\"%s\": %s", cfg_echo(echo, sizeof(echo), s), why);
         else
             l->address = xstrdup(s);
+        for (size_t j = 0; l->address != NULL && j < i; j++)
+            if (mc->listeners[j].address != NULL && cfg_milter_addr_same(mc->listeners[j].address, l->address))
+                cfg_err_key(cx, p, "the same address as milter.listeners[%zu]", j);
         (void) snprintf(p, sizeof(p), "milter.listeners[%zu].mode", i);
         (void) cfg_enum(cx, p, rl->mode, cfg_milter_mode_names, 2, "capture, policy",
                         CFG_MILTER_CAPTURE, &l->mode);

@@ -87,7 +87,7 @@ struct cfg_milter_listener {
 };
 
 struct cfg_milter {
-    struct cfg_milter_listener *listeners;  /* 0 or 1 (libmilter: one socket per process) */
+    struct cfg_milter_listener *listeners;  /* 0 or more; one process per listener (daemon.c) */
     size_t nlisteners;
     unsigned max_headers;           /* header fields per message: 1000 */
     size_t header_size_limit;       /* bytes of one header field: 102400 (Postfix header_size_limit) */

@@ -6,6 +6,14 @@
  * thread. Shutdown stops accepting, lets sessions finish briefly, stops the
  * workers, and releases the spool lock.
  *
+ * Milter listeners after the first: right after the spool lock, before any
+ * thread, one child process each is forked (libmilter serves one socket
+ * per process). A child binds its socket, drops privileges, sets
+ * PR_SET_PDEATHSIG, and accepts mail once the daemon's first
+ * reconciliation is done (SIGUSR1); its own Redis pool and intake, no LMTP,
+ * no workers. The daemon SIGTERMs and reaps them on stop (bounded, then
+ * SIGKILL); a child that dies on its own stops the daemon (exit 1).
+ *
  * Thread safety: call from the main thread, before any other thread exists.
  */
 #ifndef SY_DAEMON_H

@@ -880,10 +880,16 @@ static bool milter_registered;
 struct milter_server *milter_server_new(const struct config *cfg, struct intake *in,
                                         struct sy_err *err)
 {
+    return milter_server_new_at(cfg, 0, in, err);
+}
+
+struct milter_server *milter_server_new_at(const struct config *cfg, size_t idx, struct intake *in,
+                                           struct sy_err *err)
+{
     struct milter_server *s;
     const char *crash = getenv(MILTER_TEST_CRASH_ENV);
 
-    if (cfg->milter.nlisteners == 0) {
+    if (idx >= cfg->milter.nlisteners) {
         sy_err_set(err, SY_EPERM, "", "no milter listener configured");
         return NULL;
     }
@@ -896,7 +902,7 @@ struct milter_server *milter_server_new(const struct config *cfg, struct intake 
     pthread_mutex_unlock(&milter_lock);
     s = xcalloc(1, sizeof(*s));
     s->cfg = cfg;
-    s->l = &cfg->milter.listeners[0];
+    s->l = &cfg->milter.listeners[idx];
     s->in = in;
     s->crash_after_commit = crash != NULL && crash[0] != '\0';
     if (smfi_register(milter_desc) != MI_SUCCESS ||

@@ -22,7 +22,10 @@
  * configured text.
  *
  * libmilter keeps one listener per process (smfi_main is process-wide):
- * milter.listeners holds at most one entry. smfi_main runs in a thread of
+ * one server per process. With several milter.listeners the daemon
+ * (gateway/daemon.c) forks one child process per listener after the
+ * first, and each child builds its server with milter_server_new_at().
+ * smfi_main runs in a thread of
  * its own; per connection, libmilter runs its own threads that call our
  * callbacks. Per-connection state hangs off smfi_setpriv() (OpenDKIM's
  * connctx), the per-message part is reset at end of message and abort,
@@ -50,6 +53,9 @@ struct milter_server;   /* opaque */
  * set (also when a server exists already). */
 struct milter_server *milter_server_new(const struct config *cfg, struct intake *in,
                                         struct sy_err *err);
+/* The same for cfg->milter.listeners[idx] (idx < nlisteners). */
+struct milter_server *milter_server_new_at(const struct config *cfg, size_t idx, struct intake *in,
+                                           struct sy_err *err);
 /* Starts smfi_main in its thread. SY_OK or SY_ETEMP. */
 int milter_server_start(struct milter_server *m, struct sy_err *err);
 /* Stops accepting, waits for callbacks in progress (a commit finishes),

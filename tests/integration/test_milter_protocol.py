@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import re
+import signal
 import socket
 import stat
 import struct
@@ -434,3 +435,110 @@ def test_size_refused_per_captured_recipient(switchyard, free_port):
     assert replies[-1][0] == b"y" and replies[-1][1].startswith(b"552 5.3.4 "), replies
     m.send(b"Q")
     m.s.close()
+
+
+def _children(pid):
+    """PIDs whose parent is pid (from /proc)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        if int(st[st.rindex(")") + 2:].split()[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+def test_several_listeners(switchyard, free_port, workdir):
+    """Three milter listeners: the daemon serves the first, a child process
+    each serves the others (libmilter: one socket per process). Each answers
+    in its own mode, mail through each is queued and delivered by the
+    parent's workers with the right listener name, and SIGTERM to the daemon
+    alone stops its children too (no orphan)."""
+    p1, p3 = free_port(), free_port()
+    path = os.path.join(workdir, "pol.sock")
+    routes = {"transports": {"via1": {"type": "capture"}, "via3": {"type": "capture"}},
+              "routes": {"global": [{"match": {"listeners": ["cap1"]}, "transport": "via1"},
+                                    {"match": {"listeners": ["cap3"]}, "transport": "via3"}]}}
+    ov = {"milter": {"listeners": [
+        {"name": "cap1", "address": "inet:%d@127.0.0.1" % p1, "mode": "capture"},
+        {"name": "pol", "address": "unix:" + path, "mode": "policy"},
+        {"name": "cap3", "address": "inet:%d@127.0.0.1" % p3, "mode": "capture"}]},
+        "delivery": {"workers": 2, "default_transport": "capture"}}
+    sw = switchyard(overrides=sylib.deep_merge(ov, routes))
+    sylib.wait_for(lambda: sylib.port_open(p1) and sylib.port_open(p3) and os.path.exists(path),
+                   30, "the three milter sockets")
+    kids = sylib.wait_for(lambda: (lambda k: k if len(k) == 2 else None)(_children(sw.proc.pid)),
+                          30, "two milter child processes")
+    # capture: DISCARD (all recipients captured)
+    for port, qid, rcpt in ((p1, "QM1", "one@example.net"), (p3, "QM3", "three@example.net")):
+        m = RawMilter(port)
+        m.negotiate()
+        assert m.connect("c.example", "127.0.0.1")[0] == b"c"
+        assert m.message(qid, rcpt, b"via %s\r\n" % qid.encode()) == b"d"
+        m.send(b"Q")
+        m.s.close()
+    # policy: the MTA keeps the message (CONTINUE), nothing is captured
+    m = RawMilter(path)
+    m.negotiate()
+    assert m.connect("c.example", "127.0.0.1")[0] == b"c"
+    assert m.message("QM2", "two@example.net", b"policy\r\n") == b"c"
+    m.send(b"Q")
+    m.s.close()
+    d = wait_delivered(sw, ["one@example.net", "three@example.net"])
+    assert "two@example.net" not in d
+    assert strip_trace(d["three@example.net"][0][1])[1] == b"Subject: reuse\r\n\r\nvia QM3\r\n"
+    log = sw.log_text
+    assert re.search(r"to=<one@example\.net>, relay=via1, transport=via1, route=global\[0\]", log), log
+    assert re.search(r"to=<three@example\.net>, relay=via3, transport=via3, route=global\[1\]", log), log
+    # SIGTERM to the daemon only (not its process group)
+    os.kill(sw.proc.pid, signal.SIGTERM)
+    assert sw.proc.wait(60) == 0, sw.log_tail()
+    for k in kids:
+        assert not sylib.pid_alive(k), "milter child %d outlived the daemon" % k
+    assert not os.path.exists(path)
+    assert "milter child for pol stopped" in sw.log_text
+    assert "milter child for cap3 stopped" in sw.log_text
+
+
+def test_milter_child_death_stops_daemon(switchyard, free_port):
+    """A milter child that dies takes the daemon down (exit 1), so that a
+    supervisor restarts the whole set."""
+    p1, p2 = free_port(), free_port()
+    ov = {"milter": {"listeners": [
+        {"name": "a", "address": "inet:%d@127.0.0.1" % p1},
+        {"name": "b", "address": "inet:%d@127.0.0.1" % p2}]}}
+    sw = switchyard(overrides=ov)
+    sylib.wait_for(lambda: sylib.port_open(p1) and sylib.port_open(p2), 30, "the milter sockets")
+    kids = sylib.wait_for(lambda: (lambda k: k if len(k) == 1 else None)(_children(sw.proc.pid)),
+                          30, "the milter child process")
+    os.kill(kids[0], signal.SIGKILL)
+    assert sw.proc.wait(60) == 1, sw.log_tail()
+    assert re.search(r"milter child for b \(pid \d+\) was killed by signal 9: stopping switchyard",
+                     sw.log_text), sw.log_tail()
+
+
+def test_milter_child_bind_failure_fails_startup(switchyard, free_port):
+    """A further milter listener that cannot bind fails the start-up (exit 1,
+    the error names the listener); its sibling child is not left behind."""
+    p1, p2, p3 = free_port(), free_port(), free_port()
+    busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    busy.bind(("127.0.0.1", p3))
+    busy.listen(1)
+    try:
+        ov = {"milter": {"listeners": [
+            {"name": "a", "address": "inet:%d@127.0.0.1" % p1},
+            {"name": "b", "address": "inet:%d@127.0.0.1" % p2},
+            {"name": "c", "address": "inet:%d@127.0.0.1" % p3}]}}
+        sw = switchyard(overrides=ov, start=False)
+        sw.start(wait=False)
+        assert sw.proc.wait(60) == 1, sw.log_tail()
+        assert re.search(r"milter c \(child process\): .*%d" % p3, sw.log_text), sw.log_tail()
+        # the child for b was stopped and reaped: nothing listens on p2
+        assert not sylib.port_open(p2)
+    finally:
+        busy.close()

@@ -344,13 +344,43 @@ static void test_config_section(void **state)
     buf_free(&errors);
 }
 
+/* several listeners (one process each, gateway/daemon.c): default names */
+static void test_config_several(void **state)
+{
+    char yaml[2048];
+    struct buf errors;
+    struct config *cfg;
+
+    (void) state;
+    buf_init(&errors, 65536);
+    (void) snprintf(yaml, sizeof(yaml), "%s%s", BASE,
+                    "milter:\n  listeners:\n    - address: inet:1@127.0.0.1\n"
+                    "    - address: unix:/tmp/p.sock\n      mode: policy\n    - address: inet:2@127.0.0.1\n");
+    cfg = load(yaml, &errors);
+    if (cfg == NULL)
+        fail_msg("%s", buf_str(&errors));
+    assert_int_equal(cfg->milter.nlisteners, 3);
+    assert_string_equal(cfg->milter.listeners[0].name, "milter");
+    assert_string_equal(cfg->milter.listeners[1].name, "milter1");
+    assert_int_equal(cfg->milter.listeners[1].mode, CFG_MILTER_POLICY);
+    assert_string_equal(cfg->milter.listeners[2].name, "milter2");
+    assert_string_equal(cfg->milter.listeners[2].address, "inet:2@127.0.0.1");
+    config_free(cfg);
+    buf_free(&errors);
+}
+
 static void test_config_errors(void **state)
 {
     static const struct {
         const char *yaml, *want;
     } t[] = {
-        { "milter:\n  listeners:\n    - address: inet:1@127.0.0.1\n    - address: inet:2@127.0.0.1\n",
-          "t.yaml:7: milter.listeners: at most one milter listener per process" },
+        { "milter:\n  listeners:\n    - address: inet:1@127.0.0.1\n    - address: inet:1@127.0.0.1\n",
+          "milter.listeners[1].address: the same address as milter.listeners[0]" },
+        { "milter:\n  listeners:\n    - address: unix:/tmp/m.sock\n    - address: local:/tmp/m.sock\n",
+          "milter.listeners[1].address: the same address as milter.listeners[0]" },
+        { "milter:\n  listeners:\n    - address: inet:1@h\n      name: m\n    - address: inet:2@h\n"
+          "      name: m\n",
+          "milter.listeners[1].name: the name \"m\" is already used by milter.listeners[0]" },
         { "milter:\n  listeners:\n    - mode: capture\n",
           "milter.listeners[0].address: required key is missing" },
         { "milter:\n  listeners:\n    - address: 127.0.0.1:8891\n",
@@ -395,6 +425,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_mail),
+        cmocka_unit_test(test_config_several),
         cmocka_unit_test(test_parse_rcpt),
         cmocka_unit_test(test_header_line),
         cmocka_unit_test(test_body_crlf),
