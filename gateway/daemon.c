@@ -124,7 +124,7 @@ static int daemon_milter_child(const struct config *cfg, size_t idx, struct spoo
     struct intake *in;
     struct milter_server *ml;
     sigset_t set;
-    int sig, rc = 0;
+    int rc = 0;
     bool started = false;
 
     sy_err_clear(&err);
@@ -156,7 +156,8 @@ static int daemon_milter_child(const struct config *cfg, size_t idx, struct spoo
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
     for (;;) {
-        sig = sigwaitinfo(&set, NULL);
+        int sig = sigwaitinfo(&set, NULL);
+
         if (sig == SIGTERM || sig == SIGINT)
             break;
         if (sig != SIGUSR1 || started)
@@ -258,13 +259,12 @@ static void daemon_kids_go(const struct daemon_kids *k)
 static void daemon_kids_stop(struct daemon_kids *k)
 {
     int64_t end = clock_mono_ms() + DAEMON_CHILD_STOP_MS;
-    size_t left;
 
     daemon_kids_signal(k);
     for (;;) {
         struct timespec ts = { .tv_sec = 0, .tv_nsec = 50000000L };
+        size_t left = 0;
 
-        left = 0;
         for (size_t i = 0; i < k->n; i++) {
             pid_t r;
 
