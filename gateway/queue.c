@@ -451,7 +451,7 @@ static int queue_insert_common(struct queue *q, const char *qid, const struct en
                               qid, i);
     if (ntags > 0) {
         /* One rule per recipient, named by a usable id. */
-        bytag = xcalloc(env->nrcpt, sizeof(*bytag));
+        bytag = xcalloc(env->nrcpt, sizeof(*bytag));   /* NOLINT(bugprone-sizeof-expression): an array of pointers */
         for (size_t i = 0; i < ntags; i++) {
             const struct queue_hold_tag *t = &tags[i];
 
